@@ -1,0 +1,472 @@
+"""A validated entity-by-time panel with gap-aware lag, lead and difference operators."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from causalcts.data.schema import NONNEGATIVE_COLUMNS, NUMERIC_SCHEMA_COLUMNS, SHARE_COLUMNS
+from causalcts.errors import (
+    CollinearityError,
+    DataWarning,
+    DuplicateKeyError,
+    EmptyPanelError,
+    MissingColumnError,
+    MissingValueError,
+    NonNumericError,
+    RangeError,
+    TooFewPeriodsError,
+    describe_rows,
+)
+
+__all__ = ["Panel", "check_full_rank", "lag_name"]
+
+
+def lag_name(column: str, k: int) -> str:
+    """Stata-style label of a lag: ``x`` for lag 0, ``L1.x`` for lag 1, ``F1.x`` for lead 1."""
+    if k == 0:
+        return column
+    return f"L{k}.{column}" if k > 0 else f"F{-k}.{column}"
+
+
+def _read(source: pd.DataFrame | str | Path) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise MissingColumnError(f"No such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise MissingColumnError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
+
+
+def _time_to_period(values: pd.Series, column: str) -> tuple[np.ndarray, object]:
+    """Map the time column to consecutive integer periods; return (periods, step)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        ns = values.astype("datetime64[ns]").astype("int64").to_numpy()
+        uniq = np.unique(ns)
+        gaps = np.diff(uniq)
+        step = int(reduce(math.gcd, gaps.tolist())) if len(gaps) else 7 * 86_400 * 10**9
+        return ((ns - uniq[0]) // step).astype(np.int64), pd.Timedelta(step, unit="ns")
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = numeric.isna() & values.notna()
+    if bad.any():
+        raise NonNumericError(
+            f"Time column {column!r} must hold integers or dates; "
+            f"{describe_rows(values.index[bad])} hold {list(values[bad].unique()[:3])}."
+        )
+    arr = numeric.to_numpy(dtype=float)
+    if not np.all(np.isfinite(arr)):
+        rows = values.index[~np.isfinite(arr)]
+        raise MissingValueError(f"Time column {column!r} has missing values in {describe_rows(rows)}.")
+    if np.any(arr != np.round(arr)):
+        rows = values.index[arr != np.round(arr)]
+        raise NonNumericError(f"Time column {column!r} must hold whole numbers; {describe_rows(rows)} do not.")
+    return arr.astype(np.int64), 1
+
+
+def check_full_rank(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, what: str = "regressor") -> None:
+    """Raise :class:`CollinearityError` if a column is constant or a linear combination of others.
+
+    Parameters
+    ----------
+    frame
+        Numeric data, one column per regressor.
+    columns
+        Columns to check (default: all).
+    what
+        Word used in the message ("regressor", "instrument").
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts.data.panel import check_full_rank
+    >>> check_full_rank(pd.DataFrame({"a": [1.0, 2, 3], "b": [0.0, 1, 5]}))
+    """
+    cols = list(frame.columns if columns is None else columns)
+    x = frame[cols].to_numpy(dtype=float)
+    if x.shape[0] == 0:
+        raise EmptyPanelError(f"No rows left to estimate the {what}s {cols}.")
+    for j, c in enumerate(cols):
+        if np.all(x[:, j] == 0):
+            raise CollinearityError(f"The {what} {c!r} is zero in every row used.")
+    if x.shape[0] < x.shape[1]:
+        raise CollinearityError(f"{x.shape[1]} {what}s but only {x.shape[0]} rows: the {what}s are collinear.")
+    scale = np.sqrt((x**2).mean(axis=0))
+    scale[scale == 0] = 1.0
+    xs = x / scale
+    # QR without pivoting: a near-zero R[j, j] means column j adds nothing to the columns before it.
+    r = np.linalg.qr(xs, mode="r")
+    diag = np.abs(np.diag(r))
+    # Relative residual norm of each column after projecting out the earlier ones; 1e-9 is far above
+    # float64 round-off on unit-scaled columns and far below any real variation.
+    rel = diag / np.linalg.norm(xs, axis=0)
+    dependent = [cols[j] for j in range(len(cols)) if rel[j] <= 1e-9]
+    if dependent:
+        first = dependent[0]
+        j = cols.index(first)
+        if np.ptp(x[:, j]) == 0:
+            raise CollinearityError(
+                f"The {what} {first!r} is constant ({x[0, j]:g}) in every row used; it is absorbed by the "
+                "intercept or the fixed effects. Remove it."
+            )
+        raise CollinearityError(
+            f"The {what} {first!r} is a perfect linear combination of {cols[:j]}; remove it or one of those."
+        )
+
+
+class Panel:
+    """A validated panel of entities (teams) observed over periods (weeks).
+
+    The caller's DataFrame is copied and never modified. Rows are sorted by entity
+    and time. Time may be integers (week numbers) or dates; dates are mapped to
+    consecutive periods of the smallest step between distinct dates (a week for
+    weekly data), so a missing week is a gap.
+
+    Parameters
+    ----------
+    data
+        A DataFrame, or the path of a CSV or Parquet file.
+    entity, time
+        Names of the entity and time columns.
+    columns
+        Numeric columns to validate beyond the telemetry schema columns present.
+    dropna
+        If False (default) NaN or infinity in a validated column is an error; if
+        True those rows are dropped with a :class:`~causalcts.errors.DataWarning`
+        that counts them.
+    min_entities
+        Fewest entities accepted (default 2: one team is not a panel).
+
+    Raises
+    ------
+    causalcts.errors.CausalCTSError
+        For every problem in the data; the message names the column and rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts import Panel
+    >>> df = pd.DataFrame({"team": ["a", "a", "a", "b", "b"], "week": [1, 2, 4, 1, 2],
+    ...                    "crs_merged": [3, 5, 4, 2, 2], "developers": [2, 2, 2, 1, 1]})
+    >>> p = Panel(df, entity="team", time="week")
+    >>> p.lag("crs_merged").tolist()   # week 4 follows a gap, so its lag is missing
+    [nan, 3.0, nan, nan, 2.0]
+    >>> p.per_builder("crs_merged").tolist()
+    [1.5, 2.5, 2.0, 2.0, 2.0]
+    """
+
+    def __init__(
+        self,
+        data: pd.DataFrame | str | Path,
+        *,
+        entity: str = "team",
+        time: str = "week",
+        columns: Iterable[str] | None = None,
+        dropna: bool = False,
+        min_entities: int = 2,
+    ) -> None:
+        frame = _read(data)
+        if not isinstance(frame, pd.DataFrame):
+            raise MissingColumnError(f"Panel needs a pandas DataFrame or a file path, not {type(data).__name__}.")
+        if frame.shape[0] == 0:
+            raise EmptyPanelError("The data has no rows.")
+        for role, col in (("entity", entity), ("time", time)):
+            if col not in frame.columns:
+                raise MissingColumnError(
+                    f"The {role} column {col!r} is not in the data; columns are {list(frame.columns)}."
+                )
+        requested = list(dict.fromkeys(columns or []))
+        missing = [c for c in requested if c not in frame.columns]
+        if missing:
+            raise MissingColumnError(f"Column(s) {missing} not in the data; columns are {list(frame.columns)}.")
+        frame = frame.copy()
+        ent = frame[entity]
+        if ent.isna().any():
+            raise MissingValueError(f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}.")
+        period, step = _time_to_period(frame[time], time)
+        self._check_duplicates(frame, entity, time)
+
+        numeric = [c for c in NUMERIC_SCHEMA_COLUMNS if c in frame.columns]
+        numeric += [c for c in requested if c not in numeric and c not in (entity, time)]
+        for c in numeric:
+            frame[c] = self._coerce_numeric(frame[c], c)
+        keep = self._handle_nonfinite(frame, numeric, dropna)
+        if not keep.all():
+            frame, period = frame.loc[keep], period[keep.to_numpy()]
+            if frame.shape[0] == 0:
+                raise EmptyPanelError("No rows are left after dropping rows with missing values.")
+        self._check_ranges(frame)
+
+        codes, uniques = pd.factorize(frame[entity], sort=True)
+        order = np.lexsort((period, codes))
+        frame = frame.iloc[order].reset_index(drop=True)
+        self._codes = codes[order].astype(np.int64)
+        self._period = period[order]
+        self._entities = pd.Index(uniques, name=entity)
+        if len(self._entities) < min_entities:
+            raise EmptyPanelError(
+                f"The data holds {len(self._entities)} {entity} value(s) ({list(self._entities[:3])}); "
+                f"a panel needs at least {min_entities}."
+            )
+        self._frame = frame
+        self._validated = tuple(numeric)
+        self.entity = entity
+        self.time = time
+        self.step = step
+        span = self._period.max() + 1
+        self._key = self._codes * (span + 1) + self._period
+
+    # ------------------------------------------------------------------ validation
+    @staticmethod
+    def _check_duplicates(frame: pd.DataFrame, entity: str, time: str) -> None:
+        dup = frame.duplicated([entity, time], keep=False)
+        if dup.any():
+            pairs = frame.loc[dup, [entity, time]].drop_duplicates().head(3)
+            shown = ", ".join(f"({e!r}, {t!r})" for e, t in pairs.itertuples(index=False))
+            raise DuplicateKeyError(
+                f"{int(dup.sum())} rows share an ({entity}, {time}) pair, e.g. {shown}: {describe_rows(frame.index[dup])}. "
+                "Aggregate them to one row per team and week first."
+            )
+
+    @staticmethod
+    def _coerce_numeric(col: pd.Series, name: str) -> pd.Series:
+        if pd.api.types.is_bool_dtype(col):
+            return col.astype(float)
+        if pd.api.types.is_numeric_dtype(col):
+            return col
+        converted = pd.to_numeric(col, errors="coerce")
+        bad = converted.isna() & col.notna()
+        if bad.any():
+            values = list(pd.unique(col[bad]))[:3]
+            raise NonNumericError(
+                f"Column {name!r} must be numeric but holds {values} in {describe_rows(col.index[bad])}."
+            )
+        return converted
+
+    @staticmethod
+    def _handle_nonfinite(frame: pd.DataFrame, numeric: list[str], dropna: bool) -> pd.Series:
+        keep = pd.Series(True, index=frame.index)
+        counts = {}
+        for c in numeric:
+            bad = ~np.isfinite(frame[c].to_numpy(dtype=float))
+            if bad.any():
+                if not dropna:
+                    raise MissingValueError(
+                        f"Column {c!r} has NaN or infinite values in {describe_rows(frame.index[bad])}. "
+                        "Fix them, or pass dropna=True to drop those rows with a warning."
+                    )
+                counts[c] = int(bad.sum())
+                keep &= ~bad
+        if counts:
+            detail = ", ".join(f"{n} in {c!r}" for c, n in counts.items())
+            warnings.warn(
+                f"Dropped {int((~keep).sum())} of {len(keep)} rows with NaN or infinite values ({detail}).",
+                DataWarning,
+                stacklevel=4,
+            )
+        return keep
+
+    @staticmethod
+    def _check_ranges(frame: pd.DataFrame) -> None:
+        for c in SHARE_COLUMNS:
+            if c in frame.columns:
+                v = frame[c]
+                bad = (v < 0) | (v > 1)
+                if bad.any():
+                    raise RangeError(
+                        f"Column {c!r} is a share and must lie in [0, 1]; {describe_rows(frame.index[bad])} "
+                        f"hold {list(v[bad].head(3))}."
+                    )
+        for c in NONNEGATIVE_COLUMNS:
+            if c in frame.columns:
+                v = frame[c]
+                bad = v < 0
+                if bad.any():
+                    raise RangeError(
+                        f"Column {c!r} is a count or cost and cannot be negative; {describe_rows(frame.index[bad])} "
+                        f"hold {list(v[bad].head(3))}."
+                    )
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_csv(cls, path: str | Path, **kwargs) -> Panel:
+        """Read a CSV file into a validated panel (keywords as for :class:`Panel`)."""
+        return cls(pd.read_csv(path), **kwargs)
+
+    @classmethod
+    def from_parquet(cls, path: str | Path, **kwargs) -> Panel:
+        """Read a Parquet file into a validated panel (keywords as for :class:`Panel`)."""
+        return cls(pd.read_parquet(path), **kwargs)
+
+    def with_columns(self, **new: Sequence[float] | pd.Series | np.ndarray) -> Panel:
+        """Return a new panel with extra columns aligned to this panel's rows (validated as numeric)."""
+        frame = self.data
+        for name, values in new.items():
+            frame[name] = np.asarray(values)
+        return Panel(frame, entity=self.entity, time=self.time, columns=list(new), min_entities=1)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def data(self) -> pd.DataFrame:
+        """A copy of the validated data, sorted by entity and time."""
+        return self._frame.copy()
+
+    @property
+    def entities(self) -> pd.Index:
+        """The distinct entities, sorted."""
+        return self._entities
+
+    @property
+    def entity_codes(self) -> np.ndarray:
+        """Integer code (0 to n_entities - 1) of each row's entity."""
+        return self._codes.copy()
+
+    @property
+    def periods(self) -> np.ndarray:
+        """Integer period of each row (0 for the earliest time in the data); gaps are kept."""
+        return self._period.copy()
+
+    @property
+    def n_entities(self) -> int:
+        return len(self._entities)
+
+    @property
+    def n_periods(self) -> int:
+        """Number of distinct periods observed."""
+        return int(np.unique(self._period).size)
+
+    @property
+    def nobs(self) -> int:
+        return int(self._frame.shape[0])
+
+    @property
+    def periods_per_entity(self) -> pd.Series:
+        """Number of observed periods of each entity."""
+        return pd.Series(np.bincount(self._codes, minlength=self.n_entities), index=self._entities, name="periods")
+
+    @property
+    def is_balanced(self) -> bool:
+        """True when every entity is observed in every period of the data."""
+        return bool(self.nobs == self.n_entities * self.n_periods)
+
+    @property
+    def has_gaps(self) -> bool:
+        """True when some entity skips a period between its first and last observation."""
+        span = pd.Series(self._period).groupby(self._codes).agg(lambda s: s.max() - s.min() + 1)
+        return bool((span.to_numpy() != self.periods_per_entity.to_numpy()).any())
+
+    def __len__(self) -> int:
+        return self.nobs
+
+    def __repr__(self) -> str:
+        kind = "balanced" if self.is_balanced else "unbalanced"
+        gaps = ", with gaps" if self.has_gaps else ""
+        return (
+            f"Panel({self.n_entities} {self.entity} x {self.n_periods} {self.time}, {self.nobs} rows, "
+            f"{kind}{gaps})"
+        )
+
+    # ------------------------------------------------------------------ column access and checks
+    def column(self, name: str) -> pd.Series:
+        """A numeric column, checked for non-numeric, NaN and infinite values."""
+        if name not in self._frame.columns:
+            raise MissingColumnError(f"Column {name!r} is not in the panel; columns are {list(self._frame.columns)}.")
+        col = self._frame[name]
+        if name not in self._validated:
+            col = self._coerce_numeric(col, name)
+            bad = ~np.isfinite(col.to_numpy(dtype=float))
+            if bad.any():
+                raise MissingValueError(
+                    f"Column {name!r} has NaN or infinite values in {describe_rows(np.flatnonzero(bad))} "
+                    "(positions in the sorted panel)."
+                )
+        return col.astype(float)
+
+    def require_periods(self, needed: int, *, why: str = "the requested lags") -> None:
+        """Raise :class:`TooFewPeriodsError` if no entity has ``needed`` consecutive-enough periods."""
+        span = int(self._period.max() - self._period.min() + 1)
+        longest = int(self.periods_per_entity.max())
+        if longest < needed or span < needed:
+            raise TooFewPeriodsError(
+                f"{why.capitalize()} need at least {needed} periods per {self.entity}, but the longest "
+                f"{self.entity} has {longest}."
+            )
+
+    # ------------------------------------------------------------------ lag operators
+    def _shift_positions(self, k: int) -> np.ndarray:
+        """Row position holding the same entity at period t - k, or -1."""
+        target = self._key - k
+        pos = np.searchsorted(self._key, target)
+        pos_c = np.minimum(pos, len(self._key) - 1)
+        hit = (self._key[pos_c] == target) & (pos < len(self._key)) & (self._codes[pos_c] == self._codes)
+        return np.where(hit, pos_c, -1)
+
+    def _values(self, column: str | pd.Series | np.ndarray) -> np.ndarray:
+        if isinstance(column, str):
+            return self.column(column).to_numpy(dtype=float)
+        arr = np.asarray(column, dtype=float)
+        if arr.shape != (self.nobs,):
+            raise MissingColumnError(f"An array of {arr.shape} values does not align with the panel's {self.nobs} rows.")
+        return arr
+
+    def lag(self, column: str | np.ndarray, k: int = 1) -> pd.Series:
+        """Value of ``column`` k periods earlier for the same entity; NaN where that period is missing.
+
+        A lag never reaches across a gap: the lag of the week after a missing week is NaN,
+        not the previous row. Negative ``k`` gives a lead.
+        """
+        values = self._values(column)
+        pos = self._shift_positions(int(k))
+        out = np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
+        name = lag_name(column if isinstance(column, str) else "x", int(k))
+        return pd.Series(out, index=self._frame.index, name=name)
+
+    def lead(self, column: str | np.ndarray, k: int = 1) -> pd.Series:
+        """Value of ``column`` k periods later for the same entity; NaN where that period is missing."""
+        return self.lag(column, -int(k))
+
+    def diff(self, column: str | np.ndarray, k: int = 1) -> pd.Series:
+        """``x_t - x_{t-k}`` within entity; NaN where period t - k is missing."""
+        values = self._values(column)
+        out = values - self.lag(column, k).to_numpy()
+        name = f"D{k if k != 1 else ''}.{column if isinstance(column, str) else 'x'}"
+        return pd.Series(out, index=self._frame.index, name=name)
+
+    def lags(self, column: str, lags: Iterable[int]) -> pd.DataFrame:
+        """Several lags of one column as a DataFrame with Stata-style names (``n``, ``L1.n``, ``L2.n``)."""
+        return pd.concat([self.lag(column, k).rename(lag_name(column, k)) for k in lags], axis=1)
+
+    def per_builder(self, column: str, by: str = "developers") -> pd.Series:
+        """Normalise a count by team size: ``column / by`` (e.g. CRs merged per developer-week).
+
+        Raises :class:`~causalcts.errors.RangeError` naming the rows where ``by`` is zero.
+        """
+        num = self.column(column).to_numpy()
+        den = self.column(by).to_numpy()
+        zero = den == 0
+        if zero.any():
+            raise RangeError(f"Cannot normalise {column!r} by {by!r}: {by!r} is zero in {describe_rows(np.flatnonzero(zero))}.")
+        return pd.Series(num / den, index=self._frame.index, name=f"{column}_per_{by}")
+
+    def entity_means(self, column: str | np.ndarray) -> pd.Series:
+        """Each row's entity mean of ``column`` (for Mundlak terms and within transformations)."""
+        values = self._values(column)
+        sums = np.bincount(self._codes, weights=values, minlength=self.n_entities)
+        means = sums / np.bincount(self._codes, minlength=self.n_entities)
+        return pd.Series(means[self._codes], index=self._frame.index)
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write the validated data to Parquet and return the path."""
+        path = Path(path)
+        self._frame.to_parquet(path, index=False)
+        return path

@@ -1,0 +1,120 @@
+r"""Least-squares panel estimators: pooled OLS and the within (one- or two-way fixed effects) estimator.
+
+The two-way within estimator is exact on unbalanced panels: after removing entity means, the
+period dummies (themselves entity-demeaned) are partialled out through their
+:math:`P \times P` cross-product, built from the entity-by-period incidence matrix, so no
+:math:`n \times P` dummy matrix is ever formed (Frisch-Waugh-Lovell).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from causalcts.data.panel import check_full_rank
+from causalcts.errors import CollinearityError
+from causalcts.results.base import EstimationResults
+
+__all__ = ["pooled_ols", "within_ols", "within_transform"]
+
+
+def _group_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    counts = np.bincount(codes, minlength=n_groups).astype(float)
+    if values.ndim == 1:
+        return np.bincount(codes, weights=values, minlength=n_groups) / counts
+    return np.column_stack([np.bincount(codes, weights=values[:, j], minlength=n_groups) / counts
+                            for j in range(values.shape[1])])
+
+
+def within_transform(M: np.ndarray, codes: np.ndarray, periods: np.ndarray, time_effects: bool) -> tuple[np.ndarray, int]:
+    """Remove entity (and period) effects from the columns of ``M``; return it and the rank absorbed."""
+    ent, codes = np.unique(codes, return_inverse=True)
+    n_ent = len(ent)
+    out = M - _group_means(M, codes, n_ent)[codes]
+    absorbed = n_ent
+    if not time_effects:
+        return out, absorbed
+    per, pidx = np.unique(periods, return_inverse=True)
+    P = len(per)
+    C = sp.csr_matrix((np.ones(len(codes)), (codes, pidx)), shape=(n_ent, P))
+    Ti = np.asarray(C.sum(axis=1)).ravel()
+    n_t = np.asarray(C.sum(axis=0)).ravel()
+    DtPD = (C.T @ sp.diags(1.0 / Ti) @ C).toarray()
+    G = np.diag(n_t) - DtPD  # D~'D~
+    # D~' x~ = D' x~ (x~ is orthogonal to the entity dummies): per-period sums of the demeaned columns
+    R = np.column_stack([np.bincount(pidx, weights=out[:, j], minlength=P) for j in range(out.shape[1])])
+    delta = np.linalg.pinv(G, rcond=1e-12, hermitian=True) @ R  # P x k
+    team_mean_delta = (C @ delta) / Ti[:, None]
+    out = out - (delta[pidx] - team_mean_delta[codes])
+    absorbed += int(np.linalg.matrix_rank(G, hermitian=True))
+    return out, absorbed
+
+
+def _ols(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    XtX = X.T @ X
+    XtX_inv = np.linalg.inv(XtX)
+    beta = XtX_inv @ (X.T @ y)
+    return beta, y - X @ beta, XtX_inv
+
+
+def _cluster_meat(X: np.ndarray, e: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    n_g = int(codes.max()) + 1
+    scores = np.column_stack([np.bincount(codes, weights=X[:, j] * e, minlength=n_g) for j in range(X.shape[1])])
+    return scores.T @ scores
+
+
+def _covariance(X, e, XtX_inv, codes, cov, dof):
+    if cov == "unadjusted":
+        sigma2 = float(e @ e) / dof
+        return sigma2 * XtX_inv
+    _, codes = np.unique(codes, return_inverse=True)
+    return XtX_inv @ _cluster_meat(X, e, codes) @ XtX_inv
+
+
+def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_entities, outcome_lags):
+    """Pooled OLS with a constant (and period dummies when ``time_effects``)."""
+    cols, labels = [np.ones_like(y)], ["const"]
+    if time_effects:
+        per = np.unique(periods)
+        cols.extend((periods == p).astype(float) for p in per[1:])
+        labels.extend(f"t{int(p)}" for p in per[1:])
+    Z = np.column_stack([X, *cols])
+    all_names = list(names) + labels
+    check_full_rank(pd.DataFrame(Z, columns=all_names))
+    beta, e, XtX_inv = _ols(y, Z)
+    dof = len(y) - Z.shape[1]
+    V = _covariance(Z, e, XtX_inv, codes, cov, dof)
+    k = len(names) + 1
+    idx = list(range(len(names))) + [len(names)]
+    keep = [all_names[i] for i in idx]
+    params = pd.Series(beta[idx], index=keep)
+    Vk = V[np.ix_(idx, idx)]
+    return EstimationResults(
+        params=params, std_errors=pd.Series(np.sqrt(np.diag(Vk)), index=keep), cov=pd.DataFrame(Vk, index=keep, columns=keep),
+        nobs=len(y), n_entities=n_entities, method="pooled", formula=formula,
+        cov_type="clustered by entity" if cov == "robust" else "unadjusted",
+        dist="t" if cov == "unadjusted" else "normal", df_resid=float(dof), outcome_lags=outcome_lags,
+        info={"k": k, "time_effects": bool(time_effects)},
+    )
+
+
+def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags, method="within"):
+    """Within (fixed effects) estimator; two-way when ``time_effects``."""
+    M = np.column_stack([y, X])
+    Mt, absorbed = within_transform(M, codes, periods, time_effects)
+    yt, Xt = Mt[:, 0], Mt[:, 1:]
+    try:
+        check_full_rank(pd.DataFrame(Xt, columns=names))
+    except CollinearityError as err:
+        raise CollinearityError(f"After removing team{' and week' if time_effects else ''} effects: {err}") from None
+    beta, e, XtX_inv = _ols(yt, Xt)
+    dof = len(y) - Xt.shape[1] - absorbed
+    V = _covariance(Xt, e, XtX_inv, codes, cov, dof)
+    return EstimationResults(
+        params=pd.Series(beta, index=names), std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
+        cov=pd.DataFrame(V, index=names, columns=names), nobs=len(y), n_entities=len(np.unique(codes)),
+        method=method, formula=formula, cov_type="clustered by entity" if cov == "robust" else "unadjusted",
+        dist="t" if cov == "unadjusted" else "normal", df_resid=float(dof), outcome_lags=outcome_lags,
+        info={"time_effects": bool(time_effects), "sigma2": float(e @ e) / dof, "absorbed": absorbed},
+    )

@@ -1,0 +1,201 @@
+"""Cost-to-serve-software (CTS-SW) and the delivery metrics that drive it.
+
+Every function takes a DataFrame in the telemetry schema (or a :class:`~causalcts.Panel`)
+and returns a new Series aligned to its rows; the input is never modified. A ratio whose
+denominator is zero is NaN, and a :class:`~causalcts.errors.DataWarning` says how many rows.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from causalcts import metrics
+>>> week = pd.DataFrame({"developers": [8, 6], "crs_merged": [12, 9], "deployments": [10, 0],
+...                      "rollbacks": [1, 0], "interventions": [2, 0], "pages": [3, 1],
+...                      "oncall_builders": [2, 1], "dev_cost": [32000.0, 24000.0]})
+>>> metrics.team_velocity(week).tolist()
+[1.5, 1.5]
+>>> metrics.cts_sw(week).round(1).tolist()   # the second week shipped nothing
+[3200.0, nan]
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from causalcts.data.panel import Panel
+from causalcts.errors import CausalCTSError, DataWarning, MissingColumnError, RangeError
+
+__all__ = [
+    "CapacitySavings",
+    "add_metrics",
+    "capacity_saved",
+    "cts_sw",
+    "deploys_per_builder",
+    "interventions_per_deploy",
+    "pages_per_oncall",
+    "rollback_rate",
+    "team_velocity",
+]
+
+#: Units of software reaching customers that CTS-SW can be expressed in.
+CTS_UNITS = {
+    "deployments": "deployments (service-oriented architectures)",
+    "crs_merged": "code reviews shipped (monoliths, scheduled releases)",
+    "commits": "commits reaching customers (trunk-based development)",
+}
+
+
+def _frame(data: pd.DataFrame | Panel) -> pd.DataFrame:
+    if isinstance(data, Panel):
+        return data.data
+    if not isinstance(data, pd.DataFrame):
+        raise CausalCTSError(f"Expected a DataFrame or Panel, not {type(data).__name__}.")
+    return data
+
+
+def _ratio(data: pd.DataFrame | Panel, num: str, den: str, name: str) -> pd.Series:
+    frame = _frame(data)
+    for c in (num, den):
+        if c not in frame.columns:
+            raise MissingColumnError(f"{name} needs the column {c!r}; columns are {list(frame.columns)}.")
+    n = pd.to_numeric(frame[num], errors="coerce").astype(float)
+    d = pd.to_numeric(frame[den], errors="coerce").astype(float)
+    negative = (n < 0) | (d < 0)
+    if negative.any():
+        raise RangeError(f"{name}: {num!r} or {den!r} is negative in {int(negative.sum())} rows.")
+    zero = d == 0
+    out = n / d.where(~zero)
+    if zero.any():
+        warnings.warn(
+            f"{name} is undefined in {int(zero.sum())} of {len(d)} rows where {den!r} is zero; those rows are NaN.",
+            DataWarning,
+            stacklevel=3,
+        )
+    return out.rename(name)
+
+
+def cts_sw(data: pd.DataFrame | Panel, unit: str = "deployments", cost: str = "dev_cost") -> pd.Series:
+    """Cost to serve software: developer cost per unit of software reaching customers.
+
+    .. math:: \\mathrm{CTS\\text{-}SW}_{it} = \\frac{\\text{developer cost}_{it}}{\\text{units shipped}_{it}}
+
+    Parameters
+    ----------
+    unit
+        Column counting the units shipped: ``"deployments"`` (default, microservices),
+        ``"crs_merged"`` (CRs shipped, monoliths), ``"commits"`` (trunk-based), or any
+        count column of the data.
+    cost
+        Column of developer cost.
+    """
+    return _ratio(data, cost, unit, "cts_sw")
+
+
+def team_velocity(data: pd.DataFrame | Panel) -> pd.Series:
+    """Team velocity: CRs merged per developer-week (a team-level, never an individual, measure)."""
+    return _ratio(data, "crs_merged", "developers", "cr_velocity")
+
+
+def deploys_per_builder(data: pd.DataFrame | Panel) -> pd.Series:
+    """Deployments per builder-week (deployment velocity)."""
+    return _ratio(data, "deployments", "developers", "deploys_per_builder")
+
+
+def rollback_rate(data: pd.DataFrame | Panel) -> pd.Series:
+    """Share of deployments rolled back (a change-failure rate)."""
+    return _ratio(data, "rollbacks", "deployments", "rollback_rate")
+
+
+def interventions_per_deploy(data: pd.DataFrame | Panel) -> pd.Series:
+    """Manual interventions per deployment (delivery friction)."""
+    return _ratio(data, "interventions", "deployments", "interventions_per_deploy")
+
+
+def pages_per_oncall(data: pd.DataFrame | Panel) -> pd.Series:
+    """Pages per on-call builder in the week."""
+    return _ratio(data, "pages", "oncall_builders", "pages_per_oncall")
+
+
+def add_metrics(data: pd.DataFrame | Panel, unit: str = "deployments") -> pd.DataFrame:
+    """Return a copy of the data with every metric added as a column.
+
+    Adds ``cts_sw``, ``log_cts``, ``cr_velocity``, ``deploys_per_builder``, ``rollback_rate_obs``,
+    ``interventions_per_deploy_obs`` and ``pages_per_oncall``. The observed delivery-health ratios
+    get an ``_obs`` suffix so that they never overwrite columns of the same name already present
+    (the simulator writes the true rates under the plain names).
+    """
+    frame = _frame(data).copy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        frame["cts_sw"] = cts_sw(frame, unit=unit)
+        frame["log_cts"] = np.log(frame["cts_sw"].where(frame["cts_sw"] > 0))
+        frame["cr_velocity"] = team_velocity(frame)
+        frame["deploys_per_builder"] = deploys_per_builder(frame)
+        frame["rollback_rate_obs"] = rollback_rate(frame)
+        frame["interventions_per_deploy_obs"] = interventions_per_deploy(frame)
+        frame["pages_per_oncall"] = pages_per_oncall(frame)
+    for w in caught:
+        warnings.warn(str(w.message), DataWarning, stacklevel=2)
+    return frame
+
+
+@dataclass(frozen=True)
+class CapacitySavings:
+    """An effect on delivery translated into engineering capacity and money."""
+
+    cts_change: float
+    """Relative change in CTS-SW (negative is a saving)."""
+    engineering_years: float
+    """Engineering-years freed at constant output."""
+    money: float
+    """Developer cost freed at constant output, in the currency of ``dev_cost``."""
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def capacity_saved(
+    *,
+    developer_weeks: float,
+    dev_cost: float,
+    throughput_change: float | None = None,
+    cts_change: float | None = None,
+    weeks_per_year: float = 52.0,
+) -> CapacitySavings:
+    """Translate an effect into engineering-years and money saved at constant output.
+
+    Give either ``throughput_change`` (relative change in units shipped at constant
+    developer cost, e.g. 0.10 for +10 percent deployments) or ``cts_change`` (relative
+    change in CTS-SW, e.g. -0.05).
+
+    .. math::
+
+        r = \\frac{1}{1 + p} - 1 \\quad\\text{(CTS-SW change from a throughput change } p)
+
+        \\text{engineering-years} = -r \\cdot \\frac{\\text{developer-weeks}}{\\text{weeks per year}},
+        \\qquad \\text{money} = -r \\cdot \\text{developer cost}
+
+    At constant output, a CTS-SW that falls by a fraction ``-r`` needs ``-r`` less developer time
+    and cost than the period actually used.
+
+    Examples
+    --------
+    >>> from causalcts.metrics import capacity_saved
+    >>> s = capacity_saved(developer_weeks=5200, dev_cost=20_800_000.0, throughput_change=0.25)
+    >>> round(s.cts_change, 3), round(s.engineering_years, 1), round(s.money)
+    (-0.2, 20.0, 4160000)
+    """
+    if (throughput_change is None) == (cts_change is None):
+        raise CausalCTSError("Give exactly one of throughput_change and cts_change.")
+    if throughput_change is not None:
+        if throughput_change <= -1:
+            raise RangeError(f"throughput_change={throughput_change} would ship nothing; it must exceed -1.")
+        r = 1.0 / (1.0 + throughput_change) - 1.0
+    else:
+        r = float(cts_change)  # type: ignore[arg-type]
+    if developer_weeks < 0 or dev_cost < 0 or weeks_per_year <= 0:
+        raise RangeError("developer_weeks and dev_cost must be non-negative and weeks_per_year positive.")
+    return CapacitySavings(cts_change=r, engineering_years=-r * developer_weeks / weeks_per_year, money=-r * dev_cost)
