@@ -19,6 +19,10 @@ class MissingColumnError(CausalCTSError):
     """A column the caller named (or the schema needs) is not in the data."""
 
 
+class DataFileError(CausalCTSError):
+    """A data file that does not exist or is not CSV or Parquet."""
+
+
 class DuplicateKeyError(CausalCTSError):
     """Two or more rows share the same (entity, time) pair."""
 

@@ -14,6 +14,7 @@ import pandas as pd
 from causalcts.data.schema import NONNEGATIVE_COLUMNS, NUMERIC_SCHEMA_COLUMNS, SHARE_COLUMNS
 from causalcts.errors import (
     CollinearityError,
+    DataFileError,
     DataWarning,
     DuplicateKeyError,
     EmptyPanelError,
@@ -39,14 +40,12 @@ def _read(source: pd.DataFrame | str | Path) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         return source
     path = Path(source)
-    if not path.exists():
-        raise MissingColumnError(f"No such file: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise MissingColumnError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
+    if not path.exists():
+        raise DataFileError(f"No such file: {path}")
+    return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
 
 
 def _time_to_period(values: pd.Series, column: str) -> tuple[np.ndarray, object]:

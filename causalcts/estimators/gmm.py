@@ -105,6 +105,7 @@ class _Block:
     period: np.ndarray
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # (row, row, weight) off-diagonal H entries
     extra_diag: np.ndarray  # H diagonal minus 1 per row
+    ar: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # first-difference rows (y, X, team, period) for AR tests
 
 
 class _Engine:
@@ -271,7 +272,19 @@ class _Engine:
         y = np.where(isd, yT[ridx], yL[ridx])
         team = codes[ridx]
         pairs, extra = self._h_structure(team, eq, prow)
-        return _Block(Z, X, y, team, eq, prow, pairs, extra)
+        # Arellano-Bond AR tests always use residuals in first differences (also after FOD or in levels)
+        if spec.transform == "fd":
+            ar = (y[isd], X[isd], team[isd], prow[isd])
+        else:
+            yD, XD = yL - lagv(yL, 1), XL - _take(XL, pos(1))
+            okD = np.isfinite(yD) & np.all(np.isfinite(XD), axis=1)
+            partsD = [XD[okD]]
+            if spec.system:
+                partsD.append(np.zeros((okD.sum(), 1)))
+            if spec.time_effects:
+                partsD.append(np.nan_to_num(D - _take(D, pos(1)))[okD])
+            ar = (yD[okD], np.column_stack(partsD), codes[okD], per[okD] - self.pmin)
+        return _Block(Z, X, y, team, eq, prow, pairs, extra, ar)
 
     def _h_structure(self, team, eq, prow):
         m = len(team)
@@ -343,9 +356,12 @@ class _Engine:
             d = b.eq == 0
             ssr_d += float(e[d] @ e[d])
             n_d += int(d.sum())
-            # lagged transformed-equation residuals by period
-            kd = b.team[d].astype(np.int64) * (self.span + 2) + b.period[d]
-            ed, Xd, td = e[d], X[d], b.team[d]
+            # residuals in first differences, lagged by period, for the AR tests
+            yD, XD, td, pd_ = b.ar
+            XD = XD[:, xkeep]
+            ed = yD - XD @ beta
+            kd = td.astype(np.int64) * (self.span + 2) + pd_
+            Xd = XD
             for l in ar_lags:
                 p = _lag_positions(kd, l, self.span + 2)
                 el = np.where(p >= 0, ed[np.maximum(p, 0)], 0.0)

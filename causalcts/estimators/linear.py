@@ -111,10 +111,15 @@ def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outco
     beta, e, XtX_inv = _ols(yt, Xt)
     dof = len(y) - Xt.shape[1] - absorbed
     V = _covariance(Xt, e, XtX_inv, codes, cov, dof)
+    if cov == "robust":
+        # linearmodels PanelOLS defaults (debiased=True, auto_df=True): scale by n / (n - d - k), where d counts
+        # the absorbed effects unless the only effect (the entity's) is nested in the entity clusters.
+        d = absorbed if time_effects else 0
+        V = V * len(y) / (len(y) - d - Xt.shape[1])
     return EstimationResults(
         params=pd.Series(beta, index=names), std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
         cov=pd.DataFrame(V, index=names, columns=names), nobs=len(y), n_entities=len(np.unique(codes)),
         method=method, formula=formula, cov_type="clustered by entity" if cov == "robust" else "unadjusted",
-        dist="t" if cov == "unadjusted" else "normal", df_resid=float(dof), outcome_lags=outcome_lags,
+        dist="t", df_resid=float(dof), outcome_lags=outcome_lags,
         info={"time_effects": bool(time_effects), "sigma2": float(e @ e) / dof, "absorbed": absorbed},
     )

@@ -99,8 +99,8 @@ class SimulationDesign:
     effect_sd: float = 0.0
     effect_buildup: float = 1.0
     baseline: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_BASELINE))
-    team_sd: float = 0.15
-    noise_sd: float = 0.25
+    team_sd: float = 0.1
+    noise_sd: float = 0.2
     week_sd: float = 0.05
     covariate_effects: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_COVARIATES))
     rollout_window: tuple[float, float] = (0.1, 0.7)
@@ -190,8 +190,8 @@ def simulate(
     effect_sd: float = 0.0,
     effect_buildup: float = 1.0,
     baseline: dict[str, float] | None = None,
-    team_sd: float = 0.15,
-    noise_sd: float = 0.25,
+    team_sd: float = 0.1,
+    noise_sd: float = 0.2,
     week_sd: float = 0.05,
     covariate_effects: dict[str, float] | None = None,
     rollout_window: tuple[float, float] = (0.1, 0.7),
@@ -371,8 +371,9 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         plateau_end = start + 6.0 / np.maximum(speed, 1e-6)
         decline = np.clip(1 - d.adoption_decline * np.maximum(0.0, t - plateau_end), 0.0, 1.0)
         z_fb = (y_prev[0] - mu_team[0]) / sd_y[0]
-        latent = ceiling * decline * _logistic(speed * (t - start) + d.feedback * z_fb)
-        latent = np.where(t >= B, latent, 0.0)
+        # the tool reaches a team at its rollout start; use then climbs an S-curve towards the ceiling
+        latent = ceiling * decline * _logistic(speed * (t - start) - 2.0 + d.feedback * z_fb)
+        latent = np.where((t >= B) & (t >= start), latent, 0.0)
         s = rng.binomial(devs[t], np.clip(latent, 0, 1)) / devs[t]
         share[t] = s
         e_now = s if d.effect_buildup == 1 else e_prev + (s - e_prev) / d.effect_buildup

@@ -1,0 +1,100 @@
+"""The end-to-end demonstration behind ``causalcts demo``.
+
+Simulate teams with a known AI-adoption effect, estimate it with several methods, print each
+estimate beside the truth, and write the figures and a JSON record to a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from causalcts.estimators import fit
+from causalcts.estimators.bias import nickell_bias
+from causalcts.simulate import simulate
+
+__all__ = ["DemoReport", "run_demo"]
+
+FORMULA = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate + interventions_per_deploy"
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    table: pd.DataFrame
+    out_dir: Path
+    figures: list[Path]
+
+
+def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_weeks: int = 26, effect: float = 0.10,
+             persistence: float = 0.5, seed: int = 1, echo=print) -> DemoReport:
+    """Run the demonstration and return the comparison table.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from causalcts.demo import run_demo
+    >>> rep = run_demo(tempfile.mkdtemp(), n_teams=60, n_weeks=12, echo=lambda *a: None)
+    >>> sorted(rep.table.columns)[:3]
+    ['effect', 'effect_lower', 'effect_upper']
+    """
+    import matplotlib.pyplot as plt
+
+    from causalcts.plots import plot_adoption, plot_estimates
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    echo(f"Simulating {n_teams} teams over {n_weeks} weeks (persistence {persistence}, effect of full adoption "
+         f"{effect} CRs per developer-week, seed {seed})...")
+    sim = simulate(n_teams, n_weeks, persistence=persistence, effect=effect, seed=seed)
+    truth_b = sim.truth.persistence["cr_velocity"]
+    truth_g = sim.truth.effect["cr_velocity"]
+    methods = {
+        "within (fixed effects)": dict(method="within"),
+        "half-panel jackknife": dict(method="jackknife"),
+        "bias-corrected FE": dict(method="bias-corrected"),
+        "difference GMM": dict(method="diff-gmm", gmm={"cr_velocity": (2, 5)}, collapse=True, steps=2),
+        "system GMM": dict(method="sys-gmm", gmm={"cr_velocity": (2, 5)}, collapse=True, steps=2),
+    }
+    results, rows = {}, []
+    for label, kw in methods.items():
+        echo(f"  estimating with {label}...")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = fit(FORMULA, sim.data, **kw)
+        results[label] = r
+        ci = r.conf_int(0.95)
+        lr = r.long_run("ai_share")
+        rows.append({"method": label, "persistence": r.params["L1.cr_velocity"], "effect": r.params["ai_share"],
+                     "effect_lower": ci.loc["ai_share", "lower"], "effect_upper": ci.loc["ai_share", "upper"],
+                     "long_run_effect": lr["estimate"]})
+    table = pd.DataFrame(rows).set_index("method")
+    truth_row = pd.DataFrame([{"persistence": truth_b, "effect": truth_g, "long_run_effect": sim.truth.long_run_effect["cr_velocity"]}],
+                             index=pd.Index(["TRUTH"], name="method"))
+    show = pd.concat([table, truth_row])
+    echo("")
+    echo(show.to_string(float_format=lambda v: f"{v:8.4f}", na_rep=""))
+    echo("")
+    echo(f"Nickell's formula predicts a within-estimator bias of about {nickell_bias(truth_b, n_weeks):+.3f} in "
+         f"persistence at T = {n_weeks}; the within row shows {table.loc['within (fixed effects)', 'persistence'] - truth_b:+.3f}.")
+    figs = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plot_adoption(sim.data, ax=ax)
+    figs.append(out / "adoption.png")
+    fig.savefig(figs[-1], dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    for term, truth in (("ai_share", truth_g), ("L1.cr_velocity", truth_b)):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        plot_estimates(results, term, truth=truth, ax=ax)
+        figs.append(out / f"estimates_{term.replace('.', '_')}.png")
+        fig.savefig(figs[-1], dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    (out / "demo_results.json").write_text(json.dumps({
+        "truth": sim.truth.to_dict(), "design": sim.design.to_dict(),
+        "estimates": {k: v.to_dict() for k, v in results.items()},
+    }, indent=2, default=float))
+    echo(f"Figures and results written to {out.resolve()}/ ({', '.join(p.name for p in figs)}, demo_results.json)")
+    return DemoReport(table=table, out_dir=out, figures=figs)

@@ -1,0 +1,84 @@
+"""Figures a researcher looks at before reading numbers (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from causalcts.errors import MissingColumnError  # noqa: E402
+from causalcts.results.base import EstimationResults  # noqa: E402
+
+__all__ = ["plot_adoption", "plot_estimates", "plot_outcome_by_adoption"]
+
+
+def _need(data: pd.DataFrame, cols: list[str]) -> None:
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise MissingColumnError(f"The plot needs column(s) {missing}; columns are {list(data.columns)}.")
+
+
+def plot_adoption(data: pd.DataFrame, *, entity: str = "team", time: str = "week", share: str = "ai_share",
+                  n_teams: int = 30, seed: int = 0, ax=None):
+    """AI-tool adoption over time: a sample of team trajectories and the mean share.
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> from causalcts.plots import plot_adoption
+    >>> ax = plot_adoption(causalcts.simulate(20, 30, seed=1).data)
+    """
+    _need(data, [entity, time, share])
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    teams = pd.unique(data[entity])
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(teams, size=min(n_teams, len(teams)), replace=False)
+    for t in pick:
+        d = data[data[entity] == t]
+        ax.plot(d[time], d[share], color="tab:blue", alpha=0.25, lw=0.8)
+    mean = data.groupby(time)[share].mean()
+    ax.plot(mean.index, mean.to_numpy(), color="black", lw=2.5, label="mean over teams")
+    ax.set(xlabel=time, ylabel="share of developers using the AI tool", ylim=(-0.02, 1.02),
+           title="Staggered, continuous adoption")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_outcome_by_adoption(data: pd.DataFrame, outcome: str, *, time: str = "week", share: str = "ai_share",
+                             bins: tuple[float, ...] = (0.0, 0.25, 0.75, 1.0), ax=None):
+    """Mean outcome per week for team-weeks grouped by adoption share (descriptive, not causal)."""
+    _need(data, [time, share, outcome])
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    groups = pd.cut(data[share], bins=list(bins), include_lowest=True)
+    for g, d in data.groupby(groups, observed=True):
+        m = d.groupby(time)[outcome].mean()
+        ax.plot(m.index, m.to_numpy(), label=f"ai_share in {g}")
+    ax.set(xlabel=time, ylabel=outcome, title=f"{outcome} by adoption level (raw means)")
+    ax.legend()
+    return ax
+
+
+def plot_estimates(results: Mapping[str, EstimationResults], term: str, *, truth: float | None = None,
+                   level: float = 0.95, ax=None):
+    """Estimates of one term across methods with confidence intervals, and the truth if known."""
+    ax = ax or plt.subplots(figsize=(7, 0.6 * len(results) + 1.5))[1]
+    names = list(results)
+    for i, name in enumerate(names):
+        r = results[name]
+        if term not in r.params.index:
+            continue
+        ci = r.conf_int(level).loc[term]
+        ax.plot([ci["lower"], ci["upper"]], [i, i], color="tab:blue", lw=2)
+        ax.plot(r.params[term], i, "o", color="tab:blue")
+    if truth is not None:
+        ax.axvline(truth, color="tab:red", ls="--", label=f"truth = {truth:g}")
+        ax.legend(loc="best")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{term} ({int(level * 100)}% interval)", title=f"Estimates of {term}")
+    return ax

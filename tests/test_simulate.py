@@ -1,0 +1,203 @@
+"""The simulator: reproducibility, truth consistency, and that every knob does what it says."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import causalcts
+from causalcts import Panel, simulate
+from causalcts.data.schema import TELEMETRY_SCHEMA
+from causalcts.errors import CausalCTSError
+
+
+def within_slope(df, y, x):
+    """Slope of y on x after removing team and week means (balanced panels)."""
+    def dm(v):
+        v = v - df.groupby("team")[v.name].transform("mean")
+        return v - v.groupby(df["week"]).transform("mean")
+    yy, xx = dm(df[y]), dm(df[x])
+    return float((xx * yy).sum() / (xx * xx).sum())
+
+
+def test_same_seed_same_frame_bit_for_bit():
+    a = simulate(40, 15, seed=7, outcome_model="count", missing_weeks=0.1, unbalanced=0.2, feedback=0.5)
+    b = simulate(40, 15, seed=7, outcome_model="count", missing_weeks=0.1, unbalanced=0.2, feedback=0.5)
+    pd.testing.assert_frame_equal(a.data, b.data, check_exact=True)
+    pd.testing.assert_frame_equal(a.truth.teams, b.truth.teams, check_exact=True)
+    c = simulate(40, 15, seed=8)
+    assert not np.array_equal(a.data["cr_velocity"].to_numpy()[:50], c.data["cr_velocity"].to_numpy()[:50])
+
+
+def test_generator_seed_is_accepted():
+    a = simulate(10, 5, seed=np.random.default_rng(3))
+    b = simulate(10, 5, seed=np.random.default_rng(3))
+    pd.testing.assert_frame_equal(a.data, b.data)
+
+
+def test_schema_and_validity():
+    sim = simulate(30, 20, seed=1)
+    for col in TELEMETRY_SCHEMA:
+        assert col in sim.data.columns
+    p = sim.panel()  # passes every validation check
+    assert p.is_balanced and p.nobs == 600
+    assert sim.data["ai_share"].between(0, 1).all()
+
+
+def test_truth_holds_every_required_parameter():
+    sim = simulate(10, 10, persistence=0.6, effect={"cr_velocity": 0.2, "deploys_per_builder": 0.1}, seed=1)
+    t = sim.truth
+    assert t.persistence["cr_velocity"] == 0.6
+    assert t.effect == {"cr_velocity": 0.2, "deploys_per_builder": 0.1}
+    assert t.long_run_effect["cr_velocity"] == pytest.approx(0.2 / 0.4)
+    assert t.team_sd == sim.design.team_sd
+    assert set(t.cts_drivers) == {"cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"}
+    assert len(t.teams) == 10
+
+
+def test_defaults_are_calibrated_to_public_figures():
+    sim = simulate(300, 52, seed=2)
+    pre = sim.data[sim.data["ai_share"] == 0]
+    assert 1.0 <= pre["cr_velocity"].mean() <= 2.0  # about 1 to 2 PRs per developer-week
+    lr = sim.truth.long_run_effect["cr_velocity"] / sim.design.baseline["cr_velocity"]
+    assert 0.05 <= lr <= 0.25  # full adoption raises throughput by 5 to 25 percent
+    team_rb = sim.data.groupby("team")["rollback_rate"].mean()
+    assert team_rb.min() >= 0.04 and team_rb.max() <= 0.41  # DORA change failure rates 5 to 40 percent
+
+
+def test_gaussian_outcome_follows_the_equation():
+    """With week shocks off, the equation's residual has the SD it was given."""
+    sim = simulate(50, 30, seed=3, week_sd=0.0)
+    d, t = sim.data, sim.truth
+    p = Panel(d)
+    lag = p.lag("cr_velocity").to_numpy()
+    a = t.teams.set_index("team").loc[p.data["team"], "team_effect_cr_velocity"].to_numpy()
+    dd = p.data
+    resid = (dd["cr_velocity"] - a - t.persistence["cr_velocity"] * lag - t.effect["cr_velocity"] * dd["ai_share"]
+             - t.covariate_effects["rollback_rate"] * dd["rollback_rate"]
+             - t.covariate_effects["interventions_per_deploy"] * dd["interventions_per_deploy"]).dropna()
+    # 1,450 draws: the sample SD of N(0, 0.2^2) lies within 0.2 * (1 +- 4/sqrt(2*1450))
+    assert abs(resid.std() - sim.design.noise_sd) < 4 * sim.design.noise_sd / np.sqrt(2 * len(resid))
+    assert abs(resid.mean()) < 4 * sim.design.noise_sd / np.sqrt(len(resid))
+
+
+def test_null_effect_is_centred_on_zero_across_seeds():
+    """With no effect and no selection the within estimate of the adoption effect averages zero."""
+    est = []
+    for seed in range(30):
+        sim = simulate(80, 20, effect=0.0, seed=seed)
+        r = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="within")
+        est.append(r.params["ai_share"])
+    est = np.array(est)
+    mc_se = est.std(ddof=1) / np.sqrt(len(est))
+    assert abs(est.mean()) < 3 * mc_se  # three Monte Carlo standard errors
+
+
+def test_effect_heterogeneity():
+    sim = simulate(2000, 3, effect=0.1, effect_sd=0.05, seed=4)
+    g = sim.truth.teams["effect_cr_velocity"]
+    # SD of 2,000 normal draws: within 4 standard errors (0.05 / sqrt(2 * 2000))
+    assert abs(g.std() - 0.05) < 4 * 0.05 / np.sqrt(4000)
+    assert simulate(50, 3, effect_sd=0.0, seed=4).truth.teams["effect_cr_velocity"].nunique() == 1
+
+
+def test_effect_buildup_attenuates_the_contemporaneous_slope():
+    fast = simulate(300, 40, effect=0.3, persistence=0.0, seed=5)
+    slow = simulate(300, 40, effect=0.3, persistence=0.0, effect_buildup=8, seed=5)
+    b_fast = within_slope(fast.data, "cr_velocity", "ai_share")
+    b_slow = within_slope(slow.data, "cr_velocity", "ai_share")
+    assert b_slow < 0.8 * b_fast
+
+
+def test_selection_makes_high_effect_teams_adopt_earlier():
+    for sel, sign in ((1.5, -1), (0.0, 0)):
+        sim = simulate(1000, 30, selection=sel, seed=6)
+        t = sim.truth.teams
+        r = np.corrcoef(t["team_effect_cr_velocity"], t["rollout_start"])[0, 1]
+        if sign:
+            assert r < -0.3
+        else:
+            assert abs(r) < 4 / np.sqrt(1000)  # four SEs of a null correlation
+
+
+def test_feedback_from_outcomes_into_adoption():
+    def slope(feedback):
+        sim = simulate(400, 40, feedback=feedback, seed=7)
+        p = sim.panel()
+        d = p.data.assign(d_share=p.diff("ai_share").to_numpy(), lag_y=p.lag("cr_velocity").to_numpy()).dropna()
+        d = d[d["ai_share"] > 0]
+        return within_slope(d.assign(team=d["team"]), "d_share", "lag_y") if len(d) else 0.0
+
+    assert slope(2.0) > slope(0.0) + 0.02
+
+
+def test_mediation_moves_rollback_rate():
+    sim = simulate(400, 40, mediation=0.1, seed=8)
+    assert within_slope(sim.data, "rollback_rate", "ai_share") == pytest.approx(0.1, abs=0.02)
+    assert sim.truth.total_effect["cr_velocity"] == pytest.approx(0.1 + (-0.5) * 0.1)
+    sim0 = simulate(400, 40, mediation=0.0, seed=8)
+    assert abs(within_slope(sim0.data, "rollback_rate", "ai_share")) < 0.02
+
+
+def test_count_outcomes_are_counts():
+    sim = simulate(50, 10, outcome_model="count", seed=9)
+    d = sim.data
+    np.testing.assert_allclose(d["cr_velocity"], d["crs_merged"] / d["developers"])
+    assert (d[["crs_merged", "deployments", "rollbacks"]] % 1 == 0).all().all()
+
+
+def test_missing_weeks_and_unbalanced_panels():
+    sim = simulate(200, 30, missing_weeks=0.1, seed=10)
+    share = 1 - len(sim.data) / (200 * 30)
+    assert abs(share - 0.1) < 4 * np.sqrt(0.1 * 0.9 / 6000)
+    assert sim.panel().has_gaps
+    unb = simulate(200, 30, unbalanced=0.5, seed=10).panel()
+    assert not unb.is_balanced and not unb.has_gaps
+    assert unb.periods_per_entity.min() < 30
+
+
+def test_adoption_can_fall():
+    up = simulate(300, 80, adoption_decline=0.0, seed=11).data.groupby("week")["ai_share"].mean()
+    down = simulate(300, 80, adoption_decline=0.03, seed=11).data.groupby("week")["ai_share"].mean()
+    assert up.iloc[-1] >= up.max() - 0.05
+    assert down.iloc[-1] < down.max() - 0.1
+
+
+def test_staggered_rollout_starts_at_zero():
+    sim = simulate(200, 40, seed=12)
+    d = sim.data.merge(sim.truth.teams[["team", "rollout_start"]], on="team")
+    assert (d.loc[d["week"] < d["rollout_start"], "ai_share"] == 0).all()
+    assert sim.truth.teams["rollout_start"].nunique() > 100
+
+
+def test_week_shocks():
+    calm = simulate(300, 40, week_sd=0.0, seed=13).data.groupby("week")["cr_velocity"].mean().diff().std()
+    shaky = simulate(300, 40, week_sd=0.3, seed=13).data.groupby("week")["cr_velocity"].mean().diff().std()
+    assert shaky > 3 * calm
+
+
+def test_cts_equation_is_exact():
+    sim = simulate(30, 10, seed=14)
+    d = sim.data[sim.data["deployments"] > 0]
+    np.testing.assert_allclose(np.log(d["dev_cost"] / d["deployments"]), d["log_cts"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(persistence=1.0), "persistence"),
+    (dict(n_teams=1), "at least 2 teams"),
+    (dict(missing_weeks=0.95), "missing_weeks"),
+    (dict(noise_sd=-1.0), "noise_sd"),
+    (dict(effect={"velocity": 1.0}), "unknown outcome"),
+    (dict(outcome_model="poisson"), "outcome_model"),
+    (dict(effect_buildup=0.5), "effect_buildup"),
+])
+def test_bad_knobs_are_clear_errors(kwargs, match):
+    with pytest.raises(CausalCTSError, match=match):
+        simulate(**{"n_teams": 10, "n_weeks": 5, **kwargs})
+
+
+def test_save_writes_parquet_and_json(tmp_path):
+    sim = simulate(5, 4, seed=1)
+    path = sim.save(tmp_path / "panel.parquet")
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, sim.data)
+    assert (tmp_path / "panel.truth.json").exists()
