@@ -289,9 +289,11 @@ class _Engine:
     def _h_structure(self, team, eq, prow):
         m = len(team)
         extra = np.zeros(m)
-        if self.spec.weighting == "identity" or self.spec.transform == "fod":
+        if self.spec.weighting == "identity" or (self.spec.transform == "fod" and not self.spec.system):
             e = np.empty(0, np.int64)
             return (e, e, np.empty(0)), extra
+        if self.spec.transform == "fod":
+            return self._h_fod_system(team, eq, prow), extra
         extra[eq == 0] = 1.0
         # consecutive transformed rows of the same team, one period apart: weight -1
         same = (team[1:] == team[:-1]) & (eq[1:] == 0) & (eq[:-1] == 0) & (prow[1:] - prow[:-1] == 1)
@@ -312,6 +314,38 @@ class _Engine:
                 cols.append(lev_idx[pc[hit]])
                 w.append(np.full(hit.sum(), weight))
         return (np.concatenate(rows), np.concatenate(cols), np.concatenate(w)), extra
+
+    @staticmethod
+    def _h_fod_system(team, eq, prow):
+        """Cross block of H for system GMM with orthogonal deviations: Cov(e*, e') = F, the FOD matrix.
+
+        The deviation of period t (stored at t + 1) loads c_t on the level error of t and -c_t / n_t on
+        each of the n_t later level errors, c_t = sqrt(n_t / (n_t + 1)).
+        """
+        rows, cols, w = [], [], []
+        starts = np.r_[0, np.flatnonzero(np.diff(team)) + 1]
+        ends = np.r_[starts[1:], len(team)]
+        for s0, s1 in zip(starts, ends):
+            idx = np.arange(s0, s1)
+            d_idx, l_idx = idx[eq[s0:s1] == 0], idx[eq[s0:s1] == 1]
+            if len(d_idx) == 0 or len(l_idx) == 0:
+                continue
+            lp = prow[l_idx]
+            for r in d_idx:
+                t = prow[r] - 1
+                later = l_idx[lp > t]
+                n_t = len(later)
+                if n_t == 0:
+                    continue
+                c = np.sqrt(n_t / (n_t + 1.0))
+                same = l_idx[lp == t]
+                rows.extend([r] * len(same))
+                cols.extend(same.tolist())
+                w.extend([c] * len(same))
+                rows.extend([r] * n_t)
+                cols.extend(later.tolist())
+                w.extend([-c / n_t] * n_t)
+        return np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(w, float)
 
     # -------------------------------------------------------------- accumulation
     def pass_one(self):
@@ -388,11 +422,12 @@ def _pinv(M: np.ndarray) -> np.ndarray:
     return linalg.pinvh(Ms, atol=0.0, rtol=1e-12 * Ms.shape[0]) / d[:, None] / d[None, :]
 
 
-def _independent(M: np.ndarray, candidates: np.ndarray, protected: np.ndarray | None = None) -> np.ndarray:
-    """Greedy choice of linearly independent columns of the Gram matrix ``M`` (earlier columns first)."""
+def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """Greedy choice of linearly independent columns of the Gram matrix ``M``, in ``order`` (default: left to right)."""
     keep = np.zeros(M.shape[0], bool)
     chosen: list[int] = []
-    for j in np.flatnonzero(candidates):
+    seq = np.arange(M.shape[0]) if order is None else np.asarray(order)
+    for j in seq[candidates[seq]]:
         trial = chosen + [j]
         sub = M[np.ix_(trial, trial)]
         d = np.sqrt(np.diag(sub))
@@ -418,7 +453,10 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
     # regressors: real terms must be independent; dummies and the constant may be dropped
     XX = acc["XX"]
     xcand = np.diag(XX) > 0
-    xkeep = _independent(XX, xcand)
+    # later period dummies first, so the earliest period with data becomes the omitted base period
+    n_fixed = len(eng.x_names) - (len(eng.all_periods) if spec.time_effects else 0)
+    xorder = np.r_[np.arange(n_fixed), np.arange(len(eng.x_names) - 1, n_fixed - 1, -1)]
+    xkeep = _independent(XX, xcand, xorder)
     real = np.arange(len(eng.x_names)) < eng.n_real
     lost = real & ~xkeep
     if lost.any():
