@@ -8,13 +8,13 @@ Examples
 --------
 >>> import pandas as pd
 >>> from causalcts import metrics
->>> week = pd.DataFrame({"developers": [8, 6], "crs_merged": [12, 9], "deployments": [10, 0],
+>>> week = pd.DataFrame({"developers": [8, 6], "crs_merged": [12, 9], "deployments": [10, 4],
 ...                      "rollbacks": [1, 0], "interventions": [2, 0], "pages": [3, 1],
 ...                      "oncall_builders": [2, 1], "dev_cost": [32000.0, 24000.0]})
 >>> metrics.team_velocity(week).tolist()
 [1.5, 1.5]
->>> metrics.cts_sw(week).round(1).tolist()   # the second week shipped nothing
-[3200.0, nan]
+>>> metrics.cts_sw(week).round(1).tolist()   # dollars per deployment
+[3200.0, 6000.0]
 """
 
 from __future__ import annotations

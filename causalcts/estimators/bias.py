@@ -34,16 +34,32 @@ from causalcts.results.base import EstimationResults
 __all__ = ["bias_corrected_within", "half_panel_jackknife", "nickell_bias"]
 
 
-def nickell_bias(persistence: float, n_periods: float) -> float:
-    """Approximate large-N bias of the within estimator of an AR(1) coefficient: ``-(1 + beta) / (T - 1)``.
+def nickell_bias(persistence: float, n_periods: float, *, exact: bool = True) -> float:
+    """Large-N bias of the within estimator of an AR(1) coefficient with ``n_periods`` periods in the regression.
+
+    With ``exact=True`` (default) Nickell's (1981) closed form for a stationary AR(1):
+
+    .. math::
+
+        A_T = 1 - \\frac{1 - \\beta^T}{T(1-\\beta)}, \\qquad
+        \\operatorname{plim}(\\hat\\beta - \\beta) = -\\frac{(1+\\beta) A_T / (T-1)}
+        {1 - 2\\beta A_T / ((1-\\beta)(T-1))}
+
+    With ``exact=False`` its first-order form ``-(1 + beta) / (T - 1)``.
 
     Examples
     --------
     >>> from causalcts.estimators.bias import nickell_bias
-    >>> round(nickell_bias(0.5, 16), 3)
-    -0.1
+    >>> round(nickell_bias(0.5, 16, exact=False), 3), round(nickell_bias(0.5, 16), 3)
+    (-0.1, -0.099)
     """
-    return -(1.0 + persistence) / (n_periods - 1.0)
+    b, T = float(persistence), float(n_periods)
+    if T <= 1:
+        raise TooFewPeriodsError(f"The Nickell bias needs at least 2 periods; got {n_periods}.")
+    if not exact:
+        return -(1.0 + b) / (T - 1.0)
+    A = 1.0 - (1.0 - b**T) / (T * (1.0 - b)) if abs(1 - b) > 1e-12 else (T - 1) / (2 * T)
+    return -(1.0 + b) * A / (T - 1.0) / (1.0 - 2.0 * b * A / ((1.0 - b) * (T - 1.0)))
 
 
 def _h(beta: float, T: np.ndarray) -> np.ndarray:

@@ -69,6 +69,13 @@ class EstimationResults:
         object.__setattr__(self, "tests", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in dict(self.tests).items()}))
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
+    def __getattribute__(self, name: str):
+        # hand out copies, so that no caller can change a result in place
+        value = object.__getattribute__(self, name)
+        if name in ("params", "std_errors", "cov"):
+            return value.copy()
+        return value
+
     # ------------------------------------------------------------------ inference
     @property
     def tstats(self) -> pd.Series:
@@ -140,8 +147,7 @@ class EstimationResults:
             "lower": ci["lower"],
             "upper": ci["upper"],
         })
-        out.index.name = "term"
-        return out
+        return out.rename_axis("term")
 
     def summary(self) -> str:
         """A text table of the estimates and tests."""

@@ -1,0 +1,277 @@
+"""Dynamic-panel estimators: equivalences, Nickell bias and its corrections, errors, shared interface."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import causalcts
+from causalcts import Panel, simulate
+from causalcts.errors import (
+    CausalCTSError,
+    CollinearityError,
+    DuplicateKeyError,
+    InstrumentWarning,
+    MissingColumnError,
+    MissingValueError,
+    RangeError,
+    SpecificationError,
+    TooFewPeriodsError,
+)
+from causalcts.estimators import METHODS
+from causalcts.estimators.bias import nickell_bias
+
+F = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate"
+
+
+@pytest.fixture(scope="module")
+def small():
+    return simulate(80, 12, seed=21)
+
+
+# ---------------------------------------------------------------- equivalences
+@pytest.mark.parametrize("time_effects", [True, False])
+@pytest.mark.parametrize("gappy", [True, False])
+def test_within_equals_linearmodels(time_effects, gappy):
+    """Two-way within = linearmodels PanelOLS(entity_effects, time_effects), clustered by entity, to 1e-8."""
+    linearmodels = pytest.importorskip("linearmodels")
+    sim = simulate(60, 20, seed=2, **({"missing_weeks": 0.1, "unbalanced": 0.3} if gappy else {}))
+    p = Panel(sim.data)
+    d = p.data.assign(lag=p.lag("cr_velocity").to_numpy()).dropna(subset=["lag"]).set_index(["team", "week"])
+    ref = linearmodels.PanelOLS(d["cr_velocity"], d[["lag", "ai_share", "rollback_rate"]], entity_effects=True,
+                                time_effects=time_effects).fit(cov_type="clustered", cluster_entity=True)
+    ours = causalcts.fit(F, sim.data, method="within", time_effects=time_effects)
+    np.testing.assert_allclose(ours.params.to_numpy(), ref.params.to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(ours.std_errors.to_numpy(), ref.std_errors.to_numpy(), rtol=1e-8)
+
+
+def test_within_equals_dummy_variable_regression(small):
+    """The exact two-way within transformation equals OLS with team and week dummies (LSDV)."""
+    ours = causalcts.fit(F, small.data, method="within", cov="unadjusted")
+    p = Panel(small.data)
+    d = p.data.assign(lag=p.lag("cr_velocity").to_numpy()).dropna(subset=["lag"])
+    X = pd.concat([d[["lag", "ai_share", "rollback_rate"]], pd.get_dummies(d["team"], prefix="i", dtype=float),
+                   pd.get_dummies(d["week"], prefix="w", drop_first=True, dtype=float)], axis=1).to_numpy()
+    beta, *_ = np.linalg.lstsq(X, d["cr_velocity"].to_numpy(), rcond=None)
+    np.testing.assert_allclose(ours.params.to_numpy(), beta[:3], rtol=1e-9)
+
+
+def test_anderson_hsiao_is_just_identified_iv(small):
+    """Anderson-Hsiao = IV on first differences with y_{t-2} instrumenting the differenced lag."""
+    res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", small.data, method="anderson-hsiao",
+                        time_effects=False)
+    p = Panel(small.data)
+    dy, dlag = p.diff("cr_velocity").to_numpy(), p.lag(p.diff("cr_velocity").to_numpy()).to_numpy()
+    dx = p.diff("ai_share").to_numpy()
+    z = p.lag("cr_velocity", 2).to_numpy()
+    ok = np.isfinite(dy) & np.isfinite(dlag) & np.isfinite(z) & np.isfinite(dx)
+    X = np.column_stack([dlag, dx])[ok]
+    Z = np.column_stack([z, dx])[ok]
+    beta = np.linalg.solve(Z.T @ X, Z.T @ dy[ok])
+    np.testing.assert_allclose(res.params.to_numpy(), beta, rtol=1e-10)
+    assert res.n_instruments == 2 and res.tests["hansen"]["df"] == 0
+
+
+def test_collapse_and_lag_limits_shrink_the_instrument_set(small):
+    kw = dict(method="diff-gmm", time_effects=False)
+    full = causalcts.fit(F, small.data, gmm={"cr_velocity": (2, None)}, **kw)
+    limited = causalcts.fit(F, small.data, gmm={"cr_velocity": (2, 3)}, **kw)
+    collapsed = causalcts.fit(F, small.data, gmm={"cr_velocity": (2, None)}, collapse=True, **kw)
+    # weeks 0..11; differenced rows t = 2..11. Uncollapsed, all lags: t - 1 columns (lags 2..t) per t;
+    # lags 2..3: one column at t = 2, two after; collapsed: one per lag 2..11. Plus 2 IV-style columns.
+    assert full.n_instruments == sum(t - 1 for t in range(2, 12)) + 2
+    assert limited.n_instruments == 1 + 2 * 9 + 2
+    assert collapsed.n_instruments == 10 + 2
+
+
+def test_fod_and_fd_agree_when_just_identified(small):
+    """With as many instruments as parameters the weighting matrix is irrelevant: FOD and FD 2SLS answers
+    differ only through the transformation, so both must recover the same sign and magnitude."""
+    fd = causalcts.fit(F, small.data, method="diff-gmm", gmm={"cr_velocity": (2, 4)}, collapse=True)
+    fod = causalcts.fit(F, small.data, method="diff-gmm", gmm={"cr_velocity": (2, 4)}, collapse=True, transform="fod")
+    assert fd.nobs == fod.nobs
+    assert abs(fd.params["L1.cr_velocity"] - fod.params["L1.cr_velocity"]) < 3 * fd.std_errors["L1.cr_velocity"]
+
+
+def test_results_are_immutable_and_refit_does_not_change_them(small):
+    r1 = causalcts.fit(F, small.data, method="within")
+    before = r1.std_errors.copy()
+    causalcts.fit(F, small.data, method="within", cov="unadjusted")
+    pd.testing.assert_series_equal(r1.std_errors, before)
+    with pytest.raises((AttributeError, TypeError)):
+        r1.params = None
+    copy = r1.params
+    copy.iloc[0] = 3.0  # each access hands out a copy
+    assert r1.params.iloc[0] != 3.0
+
+
+# ---------------------------------------------------------------- Nickell bias
+@pytest.fixture(scope="module")
+def nickell_runs():
+    """Within, bias-corrected and jackknife estimates of persistence 0.5 over 4 seeds at T = 10 and 26."""
+    out = {}
+    f = "cr_velocity ~ L(cr_velocity, 1) + ai_share"
+    for T in (10, 26):
+        rows = []
+        for seed in range(4):
+            sim = simulate(1000, T, effect=0.0, week_sd=0.0, seed=seed,
+                           covariate_effects={"rollback_rate": 0.0, "interventions_per_deploy": 0.0})
+            rows.append({m: causalcts.fit(f, sim.data, method=m, time_effects=False).params["L1.cr_velocity"]
+                         for m in ("within", "bias-corrected", "jackknife")})
+        out[T] = pd.DataFrame(rows)
+    return out
+
+
+@pytest.mark.parametrize("T", [10, 26])
+def test_within_shows_the_nickell_bias_the_formula_predicts(nickell_runs, T):
+    """Negative control: the within estimator is biased by Nickell's formula (T - 1 periods in the regression)."""
+    est = nickell_runs[T]["within"]
+    bias, mc_se = est.mean() - 0.5, est.std(ddof=1) / np.sqrt(len(est))
+    predicted = nickell_bias(0.5, T - 1)
+    assert bias < -0.04  # clearly biased
+    assert abs(bias - predicted) < max(4 * mc_se, 0.01)  # four Monte Carlo SEs (floor for 4-seed SE noise)
+
+
+@pytest.mark.parametrize("T", [10, 26])
+@pytest.mark.parametrize("method", ["bias-corrected", "jackknife"])
+def test_corrections_remove_most_of_the_bias(nickell_runs, T, method):
+    within_bias = abs(nickell_runs[T]["within"].mean() - 0.5)
+    corrected_bias = abs(nickell_runs[T][method].mean() - 0.5)
+    assert corrected_bias < 0.25 * within_bias
+
+
+def test_bias_correction_also_moves_the_effect():
+    sim = simulate(600, 10, effect=0.2, selection=1.0, seed=5)
+    f = "cr_velocity ~ L(cr_velocity, 1) + ai_share"
+    w = causalcts.fit(f, sim.data, method="within")
+    bc = causalcts.fit(f, sim.data, method="bias-corrected")
+    assert bc.params["ai_share"] != pytest.approx(w.params["ai_share"], abs=1e-6)
+    assert abs(bc.params["L1.cr_velocity"] - 0.5) < abs(w.params["L1.cr_velocity"] - 0.5)
+
+
+def test_gmm_recovers_truth_and_long_run():
+    sim = simulate(800, 12, effect=0.15, seed=9)
+    r = causalcts.fit(F, sim.data, method="diff-gmm", gmm={"cr_velocity": (2, 4)}, collapse=True, steps=2)
+    for term, truth in (("L1.cr_velocity", 0.5), ("ai_share", 0.15)):
+        assert abs(r.params[term] - truth) < 3 * r.std_errors[term]
+    lr = r.long_run("ai_share")
+    assert abs(lr["estimate"] - 0.3) < 3 * lr["std_error"]
+    assert lr["lower"] < lr["estimate"] < lr["upper"]
+
+
+def test_long_run_delta_method_matches_numeric_gradient(small):
+    r = causalcts.fit(F, small.data, method="within")
+    b, V = r.params.to_numpy(), r.cov.to_numpy()
+    g = lambda x: x[1] / (1 - x[0])  # noqa: E731
+    eps = 1e-6
+    grad = np.array([(g(b + eps * np.eye(3)[j]) - g(b - eps * np.eye(3)[j])) / (2 * eps) for j in range(3)])
+    lr = r.long_run("ai_share")
+    assert lr["estimate"] == pytest.approx(g(b))
+    assert lr["std_error"] == pytest.approx(np.sqrt(grad @ V @ grad), rel=1e-6)
+
+
+# ---------------------------------------------------------------- errors and warnings
+def test_unknown_variable_is_named(small):
+    with pytest.raises(MissingColumnError, match="'velocity'"):
+        causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + velocity", small.data)
+
+
+def test_unknown_method_lists_choices(small):
+    with pytest.raises(SpecificationError, match="'diff-gmm'"):
+        causalcts.fit(F, small.data, method="gmm")
+
+
+def test_unknown_keyword(small):
+    with pytest.raises(SpecificationError, match="twostep"):
+        causalcts.fit(F, small.data, twostep=True)
+
+
+@pytest.mark.parametrize("formula", ["cr_velocity", "cr_velocity ~ L(x, 2:1)", "cr_velocity ~ log(x)",
+                                     "cr_velocity ~ ai_share + ai_share", "cr_velocity ~ cr_velocity"])
+def test_bad_formulas(small, formula):
+    with pytest.raises(SpecificationError):
+        causalcts.fit(formula, small.data)
+
+
+@pytest.mark.parametrize("method", ["within", "diff-gmm", "sys-gmm", "pooled"])
+def test_too_few_periods(method):
+    sim = simulate(20, 3, seed=1)
+    with pytest.raises(TooFewPeriodsError):
+        causalcts.fit("cr_velocity ~ L(cr_velocity, 1:3) + ai_share", sim.data, method=method)
+
+
+def test_more_instruments_than_entities_and_singular_weighting_warn():
+    sim = simulate(25, 14, seed=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        causalcts.fit(F, sim.data, method="diff-gmm", steps=2)
+    messages = [str(w.message) for w in caught if issubclass(w.category, InstrumentWarning)]
+    assert any(re.search(r"^\d+ instruments exceed the 25 entities", m) for m in messages)
+    assert any("two-step weighting matrix is singular" in m for m in messages)
+
+
+def test_bad_inputs_through_fit(small):
+    d = small.data.copy()
+    before = d.copy()
+    with pytest.raises(DuplicateKeyError):
+        causalcts.fit(F, pd.concat([d, d.iloc[[0]]]))
+    bad = d.copy()
+    bad.loc[5, "ai_share"] = np.nan
+    with pytest.raises(MissingValueError, match="'ai_share'"):
+        causalcts.fit(F, bad)
+    bad = d.copy()
+    bad.loc[5, "ai_share"] = 1.5
+    with pytest.raises(RangeError, match="'ai_share'"):
+        causalcts.fit(F, bad)
+    with pytest.raises(CausalCTSError):
+        causalcts.fit(F, d.iloc[0:0])
+    with pytest.raises(CausalCTSError, match="at least 2"):
+        causalcts.fit(F, d[d["team"] == 0])
+    pd.testing.assert_frame_equal(d, before)
+
+
+def test_constant_or_collinear_regressor_is_named(small):
+    d = small.data.assign(flat=1.0, twice=2 * small.data["ai_share"])
+    for method in ("within", "diff-gmm"):
+        with pytest.raises(CollinearityError, match="'flat'"):
+            causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share + flat", d, method=method)
+        with pytest.raises(CollinearityError, match="'twice'"):
+            causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share + twice", d, method=method)
+
+
+def test_gmm_option_errors(small):
+    with pytest.raises(SpecificationError, match="first_lag"):
+        causalcts.fit(F, small.data, gmm={"cr_velocity": (3, 2)})
+    with pytest.raises(SpecificationError, match="levels equation"):
+        causalcts.fit(F, small.data, level_iv=["ai_share"])
+    with pytest.raises(SpecificationError, match="steps"):
+        causalcts.fit(F, small.data, steps=3)
+
+
+# ---------------------------------------------------------------- shared interface
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_every_method_shares_the_results_interface(small, method, tmp_path):
+    r = causalcts.fit(F, small.data, method=method, gmm=None if method != "sys-gmm" else {"cr_velocity": (2, 4)},
+                      collapse=method in ("diff-gmm", "sys-gmm"))
+    assert list(r.params.index[:3]) == ["L1.cr_velocity", "ai_share", "rollback_rate"]
+    assert r.std_errors.index.equals(r.params.index) and (r.std_errors > 0).all()
+    ci = r.conf_int(0.9)
+    assert (ci["lower"] < r.params).all() and (r.params < ci["upper"]).all()
+    assert r.pvalues.between(0, 1).all()
+    assert r.nobs > 0 and r.n_entities == 80
+    assert "L1.cr_velocity" in r.summary() and "<table" in r._repr_html_()
+    assert set(r.to_frame().columns) >= {"estimate", "std_error", "lower", "upper"}
+    assert np.isfinite(r.long_run("ai_share")["estimate"])
+    back = type(r).from_json(r.to_json(tmp_path / "r.json"))
+    pd.testing.assert_series_equal(back.params, r.params)
+    with pytest.raises(CausalCTSError, match="between 0 and 1"):
+        r.conf_int(95)
+
+
+def test_compare_table(small):
+    res = {m: causalcts.fit(F, small.data, method=m) for m in ("within", "jackknife")}
+    table = causalcts.compare(res)
+    assert list(table.columns) == ["within", "jackknife"]
+    assert ("ai_share", "estimate") in table.index
