@@ -321,6 +321,11 @@ class Panel:
         return self._frame.copy()
 
     @property
+    def columns(self) -> list[str]:
+        """Column names of the data."""
+        return list(self._frame.columns)
+
+    @property
     def entities(self) -> pd.Index:
         """The distinct entities, sorted."""
         return self._entities

@@ -31,11 +31,12 @@ class PanelArrays:
 def panel_arrays(panel: Panel, dep: str, terms: list[Term]) -> PanelArrays:
     """Outcome and lagged regressors in levels, gap-aware, aligned to the panel's rows."""
     cols = [dep] + [t.variable for t in terms]
-    missing = sorted({c for c in cols if c not in panel.data.columns})
+    present = set(panel.columns)
+    missing = sorted({c for c in cols if c not in present})
     if missing:
         raise MissingColumnError(
             f"The formula uses {missing}, which {'is' if len(missing) == 1 else 'are'} not in the data; "
-            f"columns are {list(panel.data.columns)}."
+            f"columns are {list(panel.columns)}."
         )
     max_lag = max([t.lag for t in terms] + [0])
     panel.require_periods(max_lag + 2, why=f"lags up to {max_lag}")

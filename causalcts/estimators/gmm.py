@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy import linalg, stats
 
 from causalcts.errors import CollinearityError, InstrumentWarning, SpecificationError, TooFewPeriodsError
@@ -57,7 +58,7 @@ class GMMSpec:
     cov: str = "robust"
     small: bool = False
     weighting: str = "h3"  # "h3" (xtabond2 default) or "identity" (2SLS, Anderson-Hsiao)
-    batch_rows: int = 200_000
+    batch_rows: int = 10_000
 
 
 def _lag_positions(key: np.ndarray, k: int, stride: int) -> np.ndarray:
@@ -67,6 +68,11 @@ def _lag_positions(key: np.ndarray, k: int, stride: int) -> np.ndarray:
     pc = np.minimum(pos, len(key) - 1)
     hit = (pos < len(key)) & (key[pc] == target) & (key[pc] // stride == key // stride)
     return np.where(hit, pc, -1)
+
+
+def _zero_nonfinite(x: np.ndarray) -> np.ndarray:
+    """Missing instruments are zeros, as in xtabond2."""
+    return np.where(np.isfinite(x), x, 0.0)
 
 
 def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -121,6 +127,8 @@ class _Engine:
         self.span = self.pmax - self.pmin + 1
         self.key = codes * (self.span + 2) + (periods - self.pmin)
         self.n_teams = int(codes.max()) + 1
+        # with identity weighting Z'HZ is Z'Z; otherwise only the diagonal of Z'Z is needed
+        self.full_gram = False
         starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
         ends = np.r_[starts[1:], len(codes)]
         self.batches = []
@@ -190,11 +198,21 @@ class _Engine:
         spec = self.spec
         codes, key, per = self.codes[s0:s1], self.key[s0:s1], self.periods[s0:s1]
         n = s1 - s0
+        P = self.span
+        # rows of this batch on a dense (team, period) grid: a lag is an index shift, not a search
+        lt = codes - codes[0]
+        p_all = per - self.pmin
+        grid = np.full((int(lt[-1]) + 1, P), -1, dtype=np.int64)
+        grid[lt, p_all] = np.arange(n)
         lagpos: dict[int, np.ndarray] = {}
 
         def pos(k: int) -> np.ndarray:
             if k not in lagpos:
-                lagpos[k] = _lag_positions(key, k, self.span + 2)
+                idx = p_all - k
+                ok = (idx >= 0) & (idx < P)
+                out = np.full(n, -1, dtype=np.int64)
+                out[ok] = grid[lt[ok], idx[ok]]
+                lagpos[k] = out
             return lagpos[k]
 
         def lagv(values: np.ndarray, k: int) -> np.ndarray:
@@ -221,21 +239,26 @@ class _Engine:
         prow = per[ridx] - self.pmin
         Z = np.zeros((m, len(self.z_names)))
         col = 0
-        P = self.span
+        lt_r = lt[ridx]
+        rows_d = np.flatnonzero(isd)
         for v, (a, hi) in self.gmm_lags.items():
             nl = hi - a + 1
-            vals = raw[v]
-            for j, lag in enumerate(range(a, hi + 1)):
-                z = np.nan_to_num(lagv(vals, lag)[ridx]) * isd
-                if spec.collapse:
-                    Z[:, col + j] = z
-                else:
-                    Z[np.arange(m), col + prow * nl + j] = z
+            # value grid padded with hi zero periods on the left: lags a..hi of period p are the
+            # window [p, p + nl) of the padded row, in reverse order
+            vg = np.zeros((grid.shape[0], hi + P))
+            vals = raw[v].astype(float)
+            vg[lt, hi + p_all] = np.where(np.isfinite(vals), vals, 0.0)
+            windows = np.lib.stride_tricks.sliding_window_view(vg, nl, axis=1)
+            z = windows[lt_r[rows_d], prow[rows_d]][:, ::-1]
+            if spec.collapse:
+                Z[rows_d, col:col + nl] = z
+            else:
+                Z[rows_d[:, None], col + prow[rows_d, None] * nl + np.arange(nl)[None, :]] = z
             col += nl if spec.collapse else P * nl
         if spec.system:
             for v, (a, _) in self.gmm_lags.items():
                 dv = raw[v].astype(float) - lagv(raw[v], 1)
-                z = np.nan_to_num(lagv(dv, a - 1)[ridx]) * isl
+                z = _zero_nonfinite(lagv(dv, a - 1)[ridx]) * isl
                 if spec.collapse:
                     Z[:, col] = z
                     col += 1
@@ -245,19 +268,31 @@ class _Engine:
         if spec.iv:
             IL = np.column_stack([lagv(raw[t.variable], t.lag) for t in spec.iv])
             IT = transform(IL)
-            Z[:, col:col + len(spec.iv)] = np.nan_to_num(np.where(isd[:, None], IT[ridx], IL[ridx] if spec.system else 0.0))
+            Z[:, col:col + len(spec.iv)] = _zero_nonfinite(np.where(isd[:, None], IT[ridx], IL[ridx] if spec.system else 0.0))
             col += len(spec.iv)
         if spec.level_iv:
             LL = np.column_stack([lagv(raw[t.variable], t.lag) for t in spec.level_iv])
-            Z[:, col:col + len(spec.level_iv)] = np.nan_to_num(LL[ridx]) * isl[:, None]
+            Z[:, col:col + len(spec.level_iv)] = _zero_nonfinite(LL[ridx]) * isl[:, None]
             col += len(spec.level_iv)
-        D = DT = None
+        D = DT = Dstack = None
         if spec.time_effects:
-            D = (per[:, None] == self.all_periods[None, :]).astype(float)
-            DT = transform(D)
-            Zd = np.where(isd[:, None], DT[ridx], D[ridx] if spec.system else 0.0)
-            Z[:, col:col + D.shape[1]] = np.nan_to_num(Zd)
-            col += D.shape[1]
+            nP = len(self.all_periods)
+            if spec.transform == "fd":
+                # first-differenced dummies of a differenced row at t: +1 at t, -1 at t-1 (that row exists)
+                Dstack = np.zeros((m, nP))
+                pc = np.searchsorted(self.all_periods, per[ridx])
+                Dstack[np.arange(m), pc] = 1.0
+                prev = np.searchsorted(self.all_periods, per[ridx] - 1)
+                Dstack[rows_d, prev[rows_d]] = -1.0
+            else:
+                D = (per[:, None] == self.all_periods[None, :]).astype(float)
+                DT = transform(D)
+                Dstack = _zero_nonfinite(np.where(isd[:, None], DT[ridx], D[ridx]))
+            if spec.system:
+                Z[:, col:col + nP] = Dstack
+            else:
+                Z[:, col:col + nP] = Dstack  # every stacked row is a transformed row
+            col += nP
         if spec.system:
             Z[:, col] = isl
             col += 1
@@ -267,14 +302,14 @@ class _Engine:
         if spec.system:
             parts.append(isl[:, None].astype(float))
         if spec.time_effects:
-            parts.append(np.nan_to_num(np.where(isd[:, None], DT[ridx], D[ridx])))
+            parts.append(Dstack)
         X = np.column_stack(parts)
         y = np.where(isd, yT[ridx], yL[ridx])
         team = codes[ridx]
         pairs, extra = self._h_structure(team, eq, prow)
         # Arellano-Bond AR tests always use residuals in first differences (also after FOD or in levels)
         if spec.transform == "fd":
-            ar = (y[isd], X[isd], team[isd], prow[isd])
+            ar = (y, X, team, prow) if not spec.system else (y[isd], X[isd], team[isd], prow[isd])
         else:
             yD, XD = yL - lagv(yL, 1), XL - _take(XL, pos(1))
             okD = np.isfinite(yD) & np.all(np.isfinite(XD), axis=1)
@@ -282,7 +317,8 @@ class _Engine:
             if spec.system:
                 partsD.append(np.zeros((okD.sum(), 1)))
             if spec.time_effects:
-                partsD.append(np.nan_to_num(D - _take(D, pos(1)))[okD])
+                D = (per[:, None] == self.all_periods[None, :]).astype(float)
+                partsD.append(_zero_nonfinite(D - _take(D, pos(1)))[okD])
             ar = (yD[okD], np.column_stack(partsD), codes[okD], per[okD] - self.pmin)
         return _Block(Z, X, y, team, eq, prow, pairs, extra, ar)
 
@@ -350,19 +386,19 @@ class _Engine:
     # -------------------------------------------------------------- accumulation
     def pass_one(self):
         L, k = len(self.z_names), len(self.x_names)
-        ZHZ, ZZ = np.zeros((L, L)), np.zeros((L, L))
+        ZHZ = np.zeros((L, L))
+        ZZ = np.zeros((L, L)) if self.full_gram else np.zeros(L)
         ZX, Zy, XX = np.zeros((L, k)), np.zeros(L), np.zeros((k, k))
         n_eq = np.zeros(2, np.int64)
         teams_used = np.zeros(self.n_teams, bool)
         for s0, s1 in self.batches:
             b = self.build(s0, s1)
-            zz = b.Z.T @ b.Z
-            ZZ += zz
-            ZHZ += zz + (b.Z * b.extra_diag[:, None]).T @ b.Z
+            m = len(b.y)
             r, c, w = b.pairs
-            if len(r):
-                A = (b.Z[r] * w[:, None]).T @ b.Z[c]
-                ZHZ += A + A.T
+            H = sp.csr_matrix((np.r_[1.0 + b.extra_diag, w, w], (np.r_[np.arange(m), r, c], np.r_[np.arange(m), c, r])),
+                              shape=(m, m))
+            ZHZ += b.Z.T @ (H @ b.Z)
+            ZZ += np.einsum("ij,ij->j", b.Z, b.Z) if not self.full_gram else b.Z.T @ b.Z
             ZX += b.Z.T @ b.X
             Zy += b.Z.T @ b.y
             XX += b.X.T @ b.X
@@ -380,20 +416,28 @@ class _Engine:
         vX = np.zeros((self.n_teams, k))
         ssr_d = 0.0
         n_d = 0
+        beta_full = np.zeros(len(xkeep))
+        beta_full[xkeep] = beta
+        u_full = None
+        if u is not None:
+            u_full = np.zeros(len(zkeep))
+            u_full[zkeep] = u
+        zk = np.flatnonzero(zkeep)
         for s0, s1 in self.batches:
             b = self.build(s0, s1)
-            Z, X = b.Z[:, zkeep], b.X[:, xkeep]
-            e = b.y - X @ beta
-            teams, inv = np.unique(b.team, return_inverse=True)
-            Ze = Z * e[:, None]
-            G[teams] += np.add.reduceat(Ze, np.r_[0, np.flatnonzero(np.diff(inv)) + 1], axis=0) if len(e) else 0
+            if len(b.y) == 0:
+                continue
+            Z, X = b.Z, b.X
+            e = b.y - X @ beta_full
+            starts = np.r_[0, np.flatnonzero(np.diff(b.team)) + 1]
+            teams = b.team[starts]
+            G[teams] += np.add.reduceat(Z * e[:, None], starts, axis=0)[:, zk]
             d = b.eq == 0
             ssr_d += float(e[d] @ e[d])
             n_d += int(d.sum())
             # residuals in first differences, lagged by period, for the AR tests
             yD, XD, td, pd_ = b.ar
-            XD = XD[:, xkeep]
-            ed = yD - XD @ beta
+            ed = yD - XD @ beta_full
             kd = td.astype(np.int64) * (self.span + 2) + pd_
             Xd = XD
             for l in ar_lags:
@@ -403,12 +447,12 @@ class _Engine:
                 ar[l]["d0"] += float(prod.sum())
                 per_team = np.bincount(td, weights=prod, minlength=self.n_teams)
                 ar[l]["s"] += per_team
-                ar[l]["EX"] += el @ Xd
+                ar[l]["EX"] += (el @ Xd)[xkeep]
             if a_team is not None:
-                aZX += (Z * a_team[b.team][:, None]).T @ X
-                zu = Z @ u
-                for j in range(k):
-                    vX[:, j] += np.bincount(b.team, weights=zu * X[:, j], minlength=self.n_teams)
+                Xk = X[:, xkeep]
+                aZX += Z[:, zk].T @ (Xk * a_team[b.team][:, None])
+                zu = Z @ u_full
+                vX[teams] += np.add.reduceat(Xk * zu[:, None], starts, axis=0)
         for l in ar_lags:
             ar[l]["d1"] = float((ar[l]["s"] ** 2).sum())
         return dict(G=G, ar=ar, aZX=aZX, vX=vX, ssr_d=ssr_d, n_d=n_d)
@@ -449,7 +493,8 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
     n_teams = int(acc["teams_used"].sum())
     if acc["n_eq"][0] == 0:
         raise TooFewPeriodsError("No observation has every lag the model needs after transformation; the panel is too short.")
-    zkeep = _independent(acc["ZZ"], np.diag(acc["ZZ"]) > 0)
+    # H is positive definite, so Z'HZ has the null space of Z'Z: choose independent instruments from it
+    zkeep = _independent(acc["ZHZ"], acc["ZZ"] > 0)
     # regressors: real terms must be independent; dummies and the constant may be dropped
     XX = acc["XX"]
     xcand = np.diag(XX) > 0

@@ -37,10 +37,15 @@ def within_transform(M: np.ndarray, codes: np.ndarray, periods: np.ndarray, time
         return out, absorbed
     per, pidx = np.unique(periods, return_inverse=True)
     P = len(per)
-    C = sp.csr_matrix((np.ones(len(codes)), (codes, pidx)), shape=(n_ent, P))
+    if n_ent * P <= 50_000_000:  # dense entity-by-period incidence: one small matrix product
+        C = np.zeros((n_ent, P))
+        C[codes, pidx] = 1.0
+    else:
+        C = sp.csr_matrix((np.ones(len(codes)), (codes, pidx)), shape=(n_ent, P))
     Ti = np.asarray(C.sum(axis=1)).ravel()
     n_t = np.asarray(C.sum(axis=0)).ravel()
-    DtPD = (C.T @ sp.diags(1.0 / Ti) @ C).toarray()
+    CT = C.T
+    DtPD = CT @ (C / Ti[:, None]) if isinstance(C, np.ndarray) else (CT @ sp.diags(1.0 / Ti) @ C).toarray()
     G = np.diag(n_t) - DtPD  # D~'D~
     # D~' x~ = D' x~ (x~ is orthogonal to the entity dummies): per-period sums of the demeaned columns
     R = np.column_stack([np.bincount(pidx, weights=out[:, j], minlength=P) for j in range(out.shape[1])])
