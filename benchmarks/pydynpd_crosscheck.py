@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from pydynpd import regression
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "abdata.csv"
+DATA = Path(__file__).resolve().parents[1] / "causalcts" / "datasets" / "abdata.csv"
 COMMANDS = {
     "sys_two_step_uncollapsed": "n L(1:1).n w L1.w k L1.k | gmm(n, 2:99) gmm(w, 2:99) gmm(k, 2:99) | timedumm",
     "sys_collapsed_lag_limits": "n L(1:1).n w k | gmm(n, 2:4) iv(w k) | timedumm collapse",

@@ -5,9 +5,10 @@ cost-to-serve-software (CTS-SW), CR velocity and deployment velocity, with
 dynamic panel estimators that match Stata and R and simulations with known truth.
 """
 
-from causalcts import metrics
+from causalcts import datasets, metrics
 from causalcts.data import Panel
 from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning
+from causalcts.bayes import mixed
 from causalcts.estimators import fit, nickell_bias
 from causalcts.results import EstimationResults, compare
 from causalcts.simulate import Simulation, Truth, simulate
@@ -20,6 +21,8 @@ __all__ = [
     "DataWarning",
     "EstimationResults",
     "compare",
+    "datasets",
+    "mixed",
     "fit",
     "nickell_bias",
     "Panel",

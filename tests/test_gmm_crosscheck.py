@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 import causalcts
+from causalcts import datasets
 
 HERE = Path(__file__).parent / "data"
-DATA = pd.read_csv(HERE / "abdata.csv")
+DATA = datasets.load("abdata")
 REF = json.loads((HERE / "pydynpd_abdata.json").read_text())
 NAMES = {"_cons": "_con"}
 

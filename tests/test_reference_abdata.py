@@ -17,14 +17,12 @@ Tolerances follow the printed digits: half a unit in the last printed digit (5e-
 printed with seven decimals, which is tighter than 1e-6 relative for every coefficient here).
 """
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 
 import causalcts
+from causalcts import datasets
 
-DATA = pd.read_csv(Path(__file__).parent / "data" / "abdata.csv")
+DATA = datasets.load("abdata")
 FORMULA = "n ~ L(n, 1:2) + L(w, 0:1) + L(k, 0:2) + L(ys, 0:2)"
 
 A1 = {  # term: (coefficient, robust SE), Arellano and Bond (1991) Table 4 (a1)

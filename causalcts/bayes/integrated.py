@@ -1,0 +1,153 @@
+r"""The linear mixed model with its random effects integrated out over per-group sufficient statistics.
+
+Model, for group :math:`i` with :math:`n_i` rows:
+:math:`y_i = X_i\beta + Z_i b_i + \varepsilon_i`, :math:`b_i \sim N(0, \sigma^2\Lambda)`,
+:math:`\varepsilon_i \sim N(0, \sigma^2 I)`, so :math:`y_i \sim N(X_i\beta, \sigma^2 V_i)` with
+:math:`V_i = I + Z_i \Lambda Z_i'` (:math:`\Lambda` is the random-effects covariance relative to
+:math:`\sigma^2`, as in lme4).
+
+Each group enters only through :math:`S_i = Z_i'Z_i`, the within-group least-squares coefficients
+:math:`\hat b^y_i = S_i^{-1}Z_i'y_i`, :math:`\hat B_i = S_i^{-1}Z_i'X_i`, and the residual
+cross-products of :math:`y` and :math:`X` after that within-group regression (data centred within
+each group, formed in float64). With :math:`C_i = S_i^{-1} + \Lambda` and
+:math:`w_i = \hat b^y_i - \hat B_i\beta`:
+
+.. math::
+
+    r'V^{-1}r = \mathrm{RSS}_w(\beta) + \sum_i w_i' C_i^{-1} w_i, \qquad
+    \log|V| = \sum_i \log|S_i| + \log|C_i|
+
+    X'V^{-1}X = \tilde X'\tilde X + \sum_i \hat B_i' C_i^{-1} \hat B_i
+
+Both quadratic forms are sums of non-negative terms, so nothing cancels; the within-group residual
+sum of squares is written as :math:`\mathrm{RSS}_w(\beta_w) + (\beta-\beta_w)'\tilde X'\tilde X(\beta-\beta_w)`
+with :math:`\mathrm{RSS}_w(\beta_w)` summed directly from residuals. A likelihood evaluation costs
+:math:`O(G q^3 + G q^2 p^2)` whatever the number of rows per group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from causalcts.errors import CollinearityError
+
+__all__ = ["GroupStats", "group_stats", "profiled_deviance"]
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Per-group sufficient statistics of a linear mixed model (see the module docstring)."""
+
+    n: int
+    p: int
+    q: int
+    S: np.ndarray  # (G, q, q)
+    S_inv: np.ndarray  # (G, q, q)
+    logdet_S: float
+    by: np.ndarray  # (G, q)
+    B: np.ndarray  # (G, q, p)
+    Sxx_w: np.ndarray  # (p, p)
+    beta_w: np.ndarray  # (p,)
+    rss_w_min: float
+    n_per_group: np.ndarray
+
+
+def group_stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, group_codes: np.ndarray) -> GroupStats:
+    """Sufficient statistics; rows must be sorted by ``group_codes`` (0..G-1, contiguous)."""
+    y = np.asarray(y, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    Z = np.asarray(Z, dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(group_codes)) + 1]
+    n_g = np.diff(np.r_[starts, len(y)])
+    q = Z.shape[1]
+    S = np.add.reduceat(Z[:, :, None] * Z[:, None, :], starts, axis=0)
+    Zy = np.add.reduceat(Z * y[:, None], starts, axis=0)
+    ZX = np.add.reduceat(Z[:, :, None] * X[:, None, :], starts, axis=0)
+    sign, logdet = np.linalg.slogdet(S)
+    cond = np.linalg.cond(S)
+    bad = (sign <= 0) | (cond > 1e12)
+    if bad.any():
+        raise CollinearityError(
+            f"{int(bad.sum())} group(s) (e.g. group number {int(np.flatnonzero(bad)[0])}) have too few distinct "
+            f"rows to estimate their {q} random effect(s) by least squares; drop those groups or simplify the "
+            "random-effects term."
+        )
+    S_inv = np.linalg.inv(S)
+    by = np.einsum("gij,gj->gi", S_inv, Zy)
+    B = np.einsum("gij,gjk->gik", S_inv, ZX)
+    idx = np.repeat(np.arange(len(starts)), n_g)
+    y_w = y - np.einsum("ni,ni->n", Z, by[idx])
+    X_w = X - np.einsum("ni,nik->nk", Z, B[idx])
+    Sxx_w = X_w.T @ X_w
+    beta_w, *_ = np.linalg.lstsq(X_w, y_w, rcond=None)
+    r = y_w - X_w @ beta_w
+    return GroupStats(n=len(y), p=X.shape[1], q=q, S=S, S_inv=S_inv, logdet_S=float(logdet.sum()), by=by, B=B,
+                      Sxx_w=Sxx_w, beta_w=beta_w, rss_w_min=float(r @ r), n_per_group=n_g)
+
+
+def lambda_from_theta(theta: np.ndarray, q: int, correlated: bool) -> np.ndarray:
+    """Relative covariance Lambda = L L' from lme4's theta (lower-triangular Cholesky, column-major)."""
+    L = np.zeros((q, q))
+    if correlated:
+        L[np.tril_indices(q)[::-1]] = 0.0
+        rows, cols = np.tril_indices(q)
+        order = np.lexsort((rows, cols))  # column-major, as lme4 orders theta
+        L[rows[order], cols[order]] = theta
+    else:
+        L[np.diag_indices(q)] = theta
+    return L @ L.T
+
+
+def gls_pieces(st: GroupStats, Lam: np.ndarray):
+    """X'V^-1X, X'V^-1y pieces, per-group C^-1 and log|V| for relative covariance ``Lam``."""
+    C = st.S_inv + Lam[None, :, :]
+    sign, logdet_C = np.linalg.slogdet(C)
+    Cinv = np.linalg.inv(C)
+    CB = np.einsum("gij,gjk->gik", Cinv, st.B)
+    XVX = st.Sxx_w + np.einsum("gji,gjk->ik", st.B, CB)
+    Cby = np.einsum("gij,gj->gi", Cinv, st.by)
+    XVy = st.Sxx_w @ st.beta_w + np.einsum("gji,gj->i", st.B, Cby)
+    logdet_V = st.logdet_S + float(logdet_C.sum())
+    return XVX, XVy, Cinv, logdet_V
+
+
+def quad_form(st: GroupStats, beta: np.ndarray, Cinv: np.ndarray) -> float:
+    """r'V^{-1}r at ``beta`` in the cancellation-safe form."""
+    d = beta - st.beta_w
+    w = st.by - np.einsum("gij,j->gi", st.B, beta)
+    return st.rss_w_min + float(d @ st.Sxx_w @ d) + float(np.einsum("gi,gij,gj->", w, Cinv, w))
+
+
+def profiled_deviance(theta: np.ndarray, st: GroupStats, correlated: bool, reml: bool):
+    """-2 log-likelihood (ML) or REML criterion with beta and sigma^2 profiled out (lme4's deviance)."""
+    Lam = lambda_from_theta(theta, st.q, correlated)
+    XVX, XVy, Cinv, logdet_V = gls_pieces(st, Lam)
+    try:
+        beta = np.linalg.solve(XVX, XVy)
+    except np.linalg.LinAlgError:
+        return np.inf, None
+    rss = quad_form(st, beta, Cinv)
+    n, p = st.n, st.p
+    if reml:
+        df = n - p
+        sign, logdet_X = np.linalg.slogdet(XVX)
+        dev = df * (1 + np.log(2 * np.pi * rss / df)) + logdet_V + logdet_X
+        sigma2 = rss / df
+    else:
+        dev = n * (1 + np.log(2 * np.pi * rss / n)) + logdet_V
+        sigma2 = rss / n
+    return float(dev), dict(beta=beta, sigma2=sigma2, XVX=XVX, Cinv=Cinv, Lam=Lam)
+
+
+def conditional_modes(st: GroupStats, beta: np.ndarray, Lam: np.ndarray, Cinv: np.ndarray) -> np.ndarray:
+    """BLUPs of the random effects: b_i = Lambda C_i^{-1} w_i."""
+    w = st.by - np.einsum("gij,j->gi", st.B, beta)
+    return np.einsum("ij,gjk,gk->gi", Lam, Cinv, w)
+
+
+def conditional_cov(st: GroupStats, Lam: np.ndarray, Cinv: np.ndarray, sigma2: float) -> np.ndarray:
+    """Conditional covariance of b_i given beta, theta, sigma: sigma^2 Lambda C_i^{-1} S_i^{-1}."""
+    M = np.einsum("ij,gjk,gkl->gil", Lam, Cinv, st.S_inv)
+    return sigma2 * 0.5 * (M + np.transpose(M, (0, 2, 1)))
