@@ -9,7 +9,8 @@ from causalcts import datasets, metrics
 from causalcts.data import Panel
 from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning
 from causalcts.bayes import mixed
-from causalcts.estimators import fit, nickell_bias
+from causalcts.api import fit
+from causalcts.estimators import nickell_bias
 from causalcts.results import EstimationResults, compare
 from causalcts.simulate import Simulation, Truth, simulate
 

@@ -82,7 +82,7 @@ def _simulate(args) -> None:
 
 def _fit(args) -> None:
     from causalcts.estimators import fit
-    from causalcts.estimators.formula import parse_formula
+    from causalcts.data.formula import parse_formula
 
     dep, _ = parse_formula(args.formula)
     gmm = {dep: (2, args.max_lag)} if args.method in ("diff-gmm", "sys-gmm") else None

@@ -179,7 +179,7 @@ def mixed(
     >>> import causalcts
     >>> sleep = causalcts.datasets.load("sleepstudy")
     >>> res = causalcts.mixed("Reaction ~ Days + (Days | Subject)", sleep, method="reml")
-    >>> round(res.params["Days"], 3), round(-2 * res.llf, 3)
+    >>> round(float(res.params["Days"]), 3), round(-2 * res.llf, 3)
     (10.467, 1743.628)
     """
     check_option("method", method, ("nuts", "reml", "ml"))

@@ -11,8 +11,8 @@ import pandas as pd
 from causalcts.data.panel import Panel
 from causalcts.errors import CausalCTSError, MissingColumnError, SpecificationError, check_option
 from causalcts.estimators.bias import bias_corrected_within, half_panel_jackknife
-from causalcts.estimators.design import panel_arrays, require_rows
-from causalcts.estimators.formula import Term, parse_formula
+from causalcts.data.design import panel_arrays, require_rows
+from causalcts.data.formula import Term, parse_formula
 from causalcts.estimators.gmm import GMMSpec, gmm_fit
 from causalcts.estimators.linear import pooled_ols, within_ols
 from causalcts.results.base import EstimationResults
@@ -20,6 +20,8 @@ from causalcts.results.base import EstimationResults
 __all__ = ["METHODS", "fit"]
 
 METHODS = ("pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected")
+#: Every method of causalcts.fit, the Bayesian model included.
+ALL_METHODS = (*METHODS, "bayes")
 
 Method = Literal["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected"]
 

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from scipy import linalg, stats
 
 from causalcts.errors import CollinearityError, InstrumentWarning, SpecificationError, TooFewPeriodsError
-from causalcts.estimators.formula import Term
+from causalcts.data.formula import Term
 from causalcts.results.base import EstimationResults
 
 __all__ = ["GMMSpec", "gmm_fit"]

@@ -51,7 +51,7 @@ def parse_formula(formula: str) -> tuple[str, list[Term]]:
 
     Examples
     --------
-    >>> from causalcts.estimators.formula import parse_formula
+    >>> from causalcts.data.formula import parse_formula
     >>> y, terms = parse_formula("n ~ L(n, 1:2) + L(w, 0:1) + k")
     >>> y, [t.name for t in terms]
     ('n', ['L1.n', 'L2.n', 'w', 'L1.w', 'k'])
