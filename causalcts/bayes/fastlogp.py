@@ -112,7 +112,7 @@ def _kernel(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx,
     return ll
 
 
-_kernel_jit = njit(cache=True, fastmath=False)(_kernel) if njit is not None else _kernel
+_kernel_jit = njit(cache=True, error_model="numpy")(_kernel) if njit is not None else _kernel
 
 
 def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj_eta,
@@ -147,7 +147,7 @@ def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj
     return lp
 
 
-_logp_jit = njit(cache=True)(_logp_full) if njit is not None else _logp_full
+_logp_jit = njit(cache=True, error_model="numpy")(_logp_full) if njit is not None else _logp_full
 
 
 @dataclass
@@ -209,8 +209,7 @@ class IntegratedPosterior:
     def initial_point(self, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         x = np.zeros(self.ndim)
-        x[: self.p] = self.st.beta_w if np.all(np.isfinite(self.st.beta_w)) else self.beta_mu
-        x[: self.p] = np.where(np.abs(x[: self.p]) > 0, x[: self.p], self.beta_mu)
+        x[: self.p] = self.st.beta_ols if np.all(np.isfinite(self.st.beta_ols)) else self.beta_mu
         resid_sd = np.sqrt(max(self.st.rss_w_min, 1e-12) / max(self.st.n - self.G * self.q, 1))
         x[self.p] = np.log(resid_sd) + rng.uniform(-0.5, 0.5)
         x[self.p + 1:self.p + 1 + self.q] = np.log(self.re_sd * 0.3) + rng.uniform(-0.5, 0.5, self.q)
@@ -315,8 +314,8 @@ class IntegratedPosterior:
                            self.beta_sd, self.sigma_sd, float(self.re_sd[0]), float(self.re_sd[-1]), self.lkj_eta,
                            self.si00, self._si01, self._si11, self.B0, self._B1, self.by0, self._by1, self.st.Sxx_w,
                            self.st.beta_w, self.st.rss_w_min, float(self.st.n), self.st.logdet_S, grad)
-            if not np.isfinite(lp):
-                return -np.inf, np.zeros(self.ndim)
+            if not (np.isfinite(lp) and np.all(np.isfinite(grad))):
+                return -np.inf, np.zeros(self.ndim)  # nutpie treats this as a divergence
             return float(lp), grad
         ll, g = self._core(x, need_grad=True)
         beta, v, u, z = self.unpack(x)
@@ -332,6 +331,6 @@ class IntegratedPosterior:
             rho = np.tanh(z)
             lp += self.lkj_eta * np.log1p(-rho**2)
             g[-1] += -2.0 * self.lkj_eta * rho
-        if not np.isfinite(lp):
+        if not (np.isfinite(lp) and np.all(np.isfinite(g))):
             return -np.inf, np.zeros_like(g)
         return float(lp), g

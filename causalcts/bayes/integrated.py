@@ -52,6 +52,7 @@ class GroupStats:
     beta_w: np.ndarray  # (p,)
     rss_w_min: float
     n_per_group: np.ndarray
+    beta_ols: np.ndarray
 
 
 def group_stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, group_codes: np.ndarray) -> GroupStats:
@@ -80,11 +81,18 @@ def group_stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, group_codes: np.nda
     idx = np.repeat(np.arange(len(starts)), n_g)
     y_w = y - np.einsum("ni,ni->n", Z, by[idx])
     X_w = X - np.einsum("ni,nik->nk", Z, B[idx])
+    # columns of X inside the span of Z (the intercept, team-level covariates) vanish within groups:
+    # set their round-off residue to exact zeros so that beta_w is the minimum-norm solution
+    scale = np.sqrt((X**2).sum(axis=0))
+    scale[scale == 0] = 1.0
+    dead = np.sqrt((X_w**2).sum(axis=0)) <= 1e-9 * scale
+    X_w[:, dead] = 0.0
     Sxx_w = X_w.T @ X_w
-    beta_w, *_ = np.linalg.lstsq(X_w, y_w, rcond=None)
+    beta_w, *_ = np.linalg.lstsq(X_w, y_w, rcond=1e-10)
     r = y_w - X_w @ beta_w
+    beta_ols, *_ = np.linalg.lstsq(X, y, rcond=None)
     return GroupStats(n=len(y), p=X.shape[1], q=q, S=S, S_inv=S_inv, logdet_S=float(logdet.sum()), by=by, B=B,
-                      Sxx_w=Sxx_w, beta_w=beta_w, rss_w_min=float(r @ r), n_per_group=n_g)
+                      Sxx_w=Sxx_w, beta_w=beta_w, rss_w_min=float(r @ r), n_per_group=n_g, beta_ols=beta_ols)
 
 
 def lambda_from_theta(theta: np.ndarray, q: int, correlated: bool) -> np.ndarray:

@@ -215,16 +215,25 @@ def default_prior_scales(y, X, Z, spec, priors, prior_scale):
     s_y = float(np.std(y)) or 1.0
     sx = np.array([1.0 if n == "Intercept" else (float(np.std(X[:, j])) or 1.0) for j, n in enumerate(spec.fixed)])
     sz = np.array([1.0 if n == "Intercept" else (float(np.std(Z[:, j])) or 1.0) for j, n in enumerate(spec.random)])
+    absolute = {"beta_mu", "beta_sd", "sigma_sd", "re_sd"}
     p = {"beta_scale": 2.5, "intercept_scale": 10.0, "sigma_scale": 1.0, "re_scale": 1.0, "lkj_eta": 2.0, **priors}
-    unknown = set(priors) - {"beta_scale", "intercept_scale", "sigma_scale", "re_scale", "lkj_eta"}
+    unknown = set(priors) - {"beta_scale", "intercept_scale", "sigma_scale", "re_scale", "lkj_eta"} - absolute
     if unknown:
         raise CausalCTSError(f"Unknown prior setting(s) {sorted(unknown)}; use beta_scale, intercept_scale, "
-                             "sigma_scale, re_scale or lkj_eta.")
+                             "sigma_scale, re_scale or lkj_eta (relative to the data's scale), or beta_mu, beta_sd, "
+                             "sigma_sd and re_sd (absolute).")
     beta_mu = np.array([float(np.mean(y)) if n == "Intercept" else 0.0 for n in spec.fixed])
     beta_sd = np.array([p["intercept_scale"] * s_y if n == "Intercept" else p["beta_scale"] * s_y / sx[j]
                         for j, n in enumerate(spec.fixed)]) * prior_scale
-    return dict(beta_mu=beta_mu, beta_sd=beta_sd, sigma_sd=p["sigma_scale"] * s_y * prior_scale,
-                re_sd=p["re_scale"] * s_y / sz * prior_scale, lkj_eta=p["lkj_eta"])
+    out = dict(beta_mu=beta_mu, beta_sd=beta_sd, sigma_sd=p["sigma_scale"] * s_y * prior_scale,
+               re_sd=p["re_scale"] * s_y / sz * prior_scale, lkj_eta=p["lkj_eta"])
+    for key in absolute & set(priors):  # absolute settings replace the data-scaled defaults
+        val = np.asarray(priors[key], dtype=float)
+        expected = {"beta_mu": len(spec.fixed), "beta_sd": len(spec.fixed), "re_sd": len(spec.random)}.get(key)
+        if expected is not None and val.shape != (expected,):
+            raise CausalCTSError(f"priors[{key!r}] needs {expected} values, in the order {list(spec.fixed) if key.startswith('beta') else list(spec.random)}.")
+        out[key] = val if expected is not None else float(val)
+    return out
 
 
 def build_pymc_model(st: GroupStats, spec: MixedFormula, pri: dict, names, re_names):

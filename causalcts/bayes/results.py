@@ -15,7 +15,8 @@ from causalcts.results.base import EstimationResults
 __all__ = ["BayesResults", "diagnose"]
 
 RHAT_MAX = 1.01
-ESS_MIN = 400
+#: Minimum bulk and tail ESS per chain (Vehtari et al. 2021 recommend 100 per chain; 400 for 4 chains).
+ESS_PER_CHAIN = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,14 +99,15 @@ def diagnose(idata, var_names: list[str], *, label: str = "model") -> tuple[pd.D
         summ = az.summary(idata, var_names=var_names, kind="diagnostics")
     diag = summ[["r_hat", "ess_bulk", "ess_tail"]].astype(float)
     div = int(idata.sample_stats["diverging"].values.sum()) if "diverging" in idata.sample_stats else 0
+    ess_min = ESS_PER_CHAIN * int(idata.posterior.sizes["chain"])
     problems = []
     if div:
         problems.append(f"{div} divergent transitions")
     if (diag["r_hat"] > RHAT_MAX).any():
         problems.append(f"R-hat up to {diag['r_hat'].max():.3f} (> {RHAT_MAX})")
-    if (diag["ess_bulk"] < ESS_MIN).any() or (diag["ess_tail"] < ESS_MIN).any():
+    if (diag["ess_bulk"] < ess_min).any() or (diag["ess_tail"] < ess_min).any():
         problems.append(f"bulk ESS as low as {diag['ess_bulk'].min():.0f} and tail ESS as low as "
-                        f"{diag['ess_tail'].min():.0f} (< {ESS_MIN})")
+                        f"{diag['ess_tail'].min():.0f} (< {ess_min})")
     if problems:
         warnings.warn(f"The {label} sampler did not converge cleanly: {'; '.join(problems)}. Treat the estimates "
                       "with caution; run more draws or tune longer.", ConvergenceWarning, stacklevel=3)

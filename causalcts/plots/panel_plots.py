@@ -82,3 +82,42 @@ def plot_estimates(results: Mapping[str, EstimationResults], term: str, *, truth
     ax.invert_yaxis()
     ax.set(xlabel=f"{term} ({int(level * 100)}% interval)", title=f"Estimates of {term}")
     return ax
+
+
+def plot_tornado(sensitivity: pd.DataFrame, *, ax=None, title: str = "What drives CTS-SW"):
+    """Tornado plot of :func:`causalcts.evaluation.driver_sensitivity`: one bar per driver, largest on top."""
+    need = {"effect", "lower", "upper"}
+    if not need <= set(sensitivity.columns):
+        raise MissingColumnError(f"The tornado plot needs columns {sorted(need)} (from driver_sensitivity).")
+    ax = ax or plt.subplots(figsize=(7, 0.5 * len(sensitivity) + 1.5))[1]
+    s = sensitivity.iloc[::-1]
+    colors = ["tab:green" if v < 0 else "tab:red" for v in s["effect"]]
+    ax.barh(range(len(s)), s["effect"], color=colors, alpha=0.7)
+    ax.errorbar(s["effect"], range(len(s)), xerr=[s["effect"] - s["lower"], s["upper"] - s["effect"]], fmt="none",
+                ecolor="black", capsize=3)
+    ax.set_yticks(range(len(s)), s.index)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(xlabel=f"effect of a one-SD increase ({sensitivity.attrs.get('unit', 'outcome units')})", title=title)
+    return ax
+
+
+def plot_caterpillar(result, *, term: str = "Intercept", max_groups: int = 60, ax=None):
+    """Team effects with 90% intervals from a sampled mixed model (``idata['team_effects']``)."""
+    idata = getattr(result, "idata", None)
+    if idata is None or "team_effects" not in idata.groups():
+        raise MissingColumnError("The caterpillar plot needs a sampled fit with team effects (method='nuts' or 'bayes').")
+    te = idata["team_effects"]["team_effect"].sel(re_term=term)
+    group_dim = [d for d in te.dims if d not in ("chain", "draw")][0]
+    vals = te.stack(s=("chain", "draw")).transpose(group_dim, "s").values
+    mean = vals.mean(axis=1)
+    order = np.argsort(mean)
+    if len(order) > max_groups:
+        order = order[np.linspace(0, len(order) - 1, max_groups).astype(int)]
+    lo, hi = np.quantile(vals[order], 0.05, axis=1), np.quantile(vals[order], 0.95, axis=1)
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    x = np.arange(len(order))
+    ax.vlines(x, lo, hi, color="tab:blue", alpha=0.6)
+    ax.plot(x, mean[order], "o", ms=3, color="tab:blue")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel=f"{group_dim} (sorted)", ylabel=f"team effect: {term}", title="Team effects (90% intervals)")
+    return ax
