@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--missing-weeks", type=float, default=0.0, help="share of team-weeks missing at random")
     s.add_argument("--output", "-o", required=True, help="output file, .parquet or .csv; truth goes to <name>.truth.json")
 
+    b = sub.add_parser("bench", help="simulation recovery studies: which estimator recovers a known effect")
+    bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
+    r = bsub.add_parser("recovery", help="run a grid of designs x methods x replications (resumable)")
+    r.add_argument("--grid", default="smoke", help="smoke, paper, headline, or a path to a TOML grid (default: %(default)s)")
+    r.add_argument("--engine", choices=["local", "dask"], default="local")
+    r.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+    r.add_argument("--workers", type=int, default=None, help="processes (local) or LocalCluster workers")
+    r.add_argument("--out", required=True, help="output folder; cells already there are skipped")
+    rep = bsub.add_parser("report", help="summary table (with Monte Carlo SEs), markdown and figures of a run")
+    rep.add_argument("dir", help="output folder of `causalcts bench recovery`")
+
     f = sub.add_parser("fit", help="estimate a dynamic panel model on a CSV or Parquet file")
     f.add_argument("data", help="CSV or Parquet file, one row per team and week")
     f.add_argument("formula", help="e.g. 'cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate'")
@@ -94,6 +105,26 @@ def _fit(args) -> None:
         print(f"Results saved to {args.json}.")
 
 
+def _bench(args, parser) -> None:
+    from causalcts.evaluation.montecarlo import load_grid, run_grid, summarize
+    from causalcts.evaluation.report import write_report
+
+    if args.bench_command == "recovery":
+        grid = load_grid(args.grid)
+        n_cells = len(grid.designs) * grid.replications
+        print(f"Grid {grid.name!r}: {len(grid.designs)} designs x {grid.replications} replications = {n_cells} cells, "
+              f"methods {', '.join(grid.methods)}; engine {args.engine}; results in {args.out}/ (finished cells are kept).")
+        results = run_grid(grid, args.out, engine=args.engine, workers=args.workers, scheduler=args.scheduler)
+        failed = int((results["error"] != "").sum())
+        print(f"Done: {len(results)} rows, {failed} failed fits recorded. Next: causalcts bench report {args.out}")
+    elif args.bench_command == "report":
+        paths = write_report(args.dir)
+        print(f"Wrote {', '.join(str(p) for p in paths.values())}")
+    else:
+        parser.parse_args(["bench", "--help"])
+    del summarize
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -110,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             _simulate(args)
         elif args.command == "fit":
             _fit(args)
+        elif args.command == "bench":
+            _bench(args, parser)
     except CausalCTSError as err:
         print(f"causalcts: error: {err}", file=sys.stderr)
         return 2
