@@ -107,7 +107,7 @@ def _fit(args) -> None:
 
 def _bench(args, parser) -> None:
     from causalcts.evaluation.montecarlo import load_grid, run_grid, summarize
-    from causalcts.evaluation.report import write_report
+    from causalcts.plots.report import write_report
 
     if args.bench_command == "recovery":
         grid = load_grid(args.grid)
