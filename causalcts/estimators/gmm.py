@@ -22,6 +22,22 @@ errors use the Windmeijer (2005) correction. Generalised inverses are used throu
 
 Everything is accumulated per team, in batches of whole teams: the stacked instrument matrix is
 never formed, so memory grows with the number of instruments, not with the rows.
+
+Conventions, where xtabond2 and R's plm differ we follow xtabond2:
+
+* ``nobs`` of system GMM counts the levels equation (plm and pydynpd report the transformed one).
+* The Hansen test is the minimised two-step criterion, reported after one-step fits too; the Sargan
+  test uses the one-step residuals and weighting, :math:`\hat\sigma^2 = \hat e'\hat e / (2 N)` for
+  first differences (``/ N`` for orthogonal deviations), also after two-step fits.
+* Instruments that are all zero or collinear are dropped from the count; the period dummy dropped for
+  collinearity is the earliest period with data, so ``_cons`` is that period's level.
+* Arellano-Bond AR tests use residuals in first differences (also under orthogonal deviations and in
+  system GMM). They use the robust variance in every case; xtabond2 uses an H-based form after a
+  one-step non-robust fit, which is not implemented here.
+* ``small`` scales the covariance as xtabond2 does (one-step non-robust: N/(N-k); otherwise
+  (N-1)/(N-k) G/(G-1)) and reports t statistics.
+* System GMM with orthogonal deviations uses the covariance of the deviations with the level errors
+  (the FOD matrix) as the off-diagonal block of H; this case is not cross-checked against xtabond2.
 """
 
 from __future__ import annotations
@@ -562,10 +578,12 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
             MuX = r2["aZX"] + r1["G"].T @ r2["vX"]
             D = M2inv @ ZX.T @ A2 @ MuX
             V = M2inv + D @ M2inv + M2inv @ D.T + D @ V1_robust @ D.T
-    n_k = k
+    onestep_nonrobust = spec.steps == 1 and spec.cov != "robust"
     if spec.small:
-        # xtabond2 small: t and F statistics, covariance scaled by N/(N - k)
-        V = V * n_obs / (n_obs - n_k)
+        # xtabond2's small: one-step non-robust V * N/(N - k); otherwise (N - 1)/(N - k) * G/(G - 1), the
+        # Stata convention for clustered covariances; t statistics with G - (constant) degrees of freedom
+        V = V * (n_obs / (n_obs - k) if onestep_nonrobust
+                 else (n_obs - 1) / (n_obs - k) * n_teams / (n_teams - 1))
     # tests
     tests: dict[str, dict] = {}
     df_over = L - k
@@ -573,7 +591,8 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
     Ze_h = Ze if spec.steps == 2 else Zy - ZX @ solve(A2)[1]
     hansen = float(Ze_h @ A2 @ Ze_h)
     tests["hansen"] = {"statistic": hansen, "df": df_over, "pvalue": float(stats.chi2.sf(hansen, df_over)) if df_over > 0 else np.nan}
-    sargan = float(Ze @ _pinv(ZHZ) @ Ze) / sigma2 if spec.weighting == "h3" else float(Ze @ _pinv(ZHZ) @ Ze) / sigma2
+    # Sargan: one-step residuals and the one-step weighting matrix, also after a two-step fit (as xtabond2)
+    sargan = float(Ze1 @ A1 @ Ze1) / sigma2
     tests["sargan"] = {"statistic": sargan, "df": df_over, "pvalue": float(stats.chi2.sf(sargan, df_over)) if df_over > 0 else np.nan}
     bread = Minv @ ZX.T @ W
     for l, a in res["ar"].items():
@@ -612,7 +631,8 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
         cov_type=("Windmeijer-corrected, clustered by entity" if spec.steps == 2 else "clustered by entity")
         if spec.cov == "robust" else "unadjusted",
         n_instruments=L, tests=tests, dist="t" if spec.small else "normal",
-        df_resid=float(n_teams - 1) if spec.small else None, outcome_lags=outcome_lags,
+        df_resid=(float((n_obs - (k - 1 if spec.system else k)) if onestep_nonrobust else n_teams) - int(spec.system))
+        if spec.small else None, outcome_lags=outcome_lags,
         info={"steps": spec.steps, "transform": spec.transform, "collapse": spec.collapse, "system": spec.system,
               "sigma2": sigma2, "n_transformed_obs": int(acc["n_eq"][0]), "n_level_obs": int(acc["n_eq"][1])},
     )
