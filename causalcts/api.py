@@ -14,7 +14,7 @@ from causalcts.estimators.api import fit as _fit_frequentist
 __all__ = ["fit"]
 
 _BAYES_KEYS = {"random_slopes", "initial_conditions", "chains", "draws", "tune", "seed", "priors", "prior_scale",
-               "progressbar", "team_effect_draws"}
+               "progressbar", "team_effect_draws", "sampler"}
 
 
 def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, **kwargs):

@@ -207,3 +207,18 @@ def test_uncorrelated_syntax_fixes_correlation_at_zero():
     r = causalcts.mixed("Reaction ~ Days + (Days || Subject)", SLEEP, method="reml")
     assert r.cov_re.iloc[0, 1] == 0.0
     assert r.llf < causalcts.mixed("Reaction ~ Days + (Days | Subject)", SLEEP, method="reml").llf + 1e-9
+
+
+@pytest.mark.parametrize("formula", ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)"])
+def test_jax_log_density_equals_the_numba_one(formula):
+    """The optional GPU backend (JAX, in the test extras) computes the same log posterior and gradient."""
+    jax = pytest.importorskip("jax")  # installed by the test extras; the skip only guards a bare install
+    from causalcts.bayes.jaxlogp import make_jax_logp
+
+    post, *_ = _posterior(formula)
+    logp = make_jax_logp(post)
+    for seed in range(3):
+        x = post.initial_point(seed)
+        lp, g = post.logp(x)
+        assert float(logp(x)) == pytest.approx(lp, rel=1e-12)
+        np.testing.assert_allclose(np.asarray(jax.grad(logp)(x)), g, rtol=1e-9)

@@ -43,7 +43,7 @@ def fit_bayes_dynamic(formula: str, data, *, entity: str = "team", time_col: str
                       random_slopes: list[str] | None = None, initial_conditions: bool = True,
                       chains: int = 4, draws: int = 1000, tune: int = 1000, seed: int | None = None,
                       priors: dict | None = None, prior_scale: float = 1.0, progressbar: bool = False,
-                      team_effect_draws: int = 100) -> BayesResults:
+                      team_effect_draws: int = 100, sampler: str = "auto") -> BayesResults:
     """Fit the Bayesian dynamic panel model (module docstring); called by ``causalcts.fit(method="bayes")``."""
     t0 = time.perf_counter()
     dep, terms = parse_formula(formula)
@@ -101,7 +101,7 @@ def fit_bayes_dynamic(formula: str, data, *, entity: str = "team", time_col: str
                         correlated=bool(slopes))
     with warnings.catch_warnings():
         res = _fit_nuts(spec, st, y[order], Xf[order], Z[order], labels, formula=formula, chains=chains, draws=draws,
-                        tune=tune, seed=seed, priors=priors or {}, prior_scale=prior_scale, sampler="auto",
+                        tune=tune, seed=seed, priors=priors or {}, prior_scale=prior_scale, sampler=sampler,
                         progressbar=progressbar, team_effect_draws=team_effect_draws, t0=t0)
     return BayesResults(
         params=res.params, std_errors=res.std_errors, cov=res.cov, nobs=res.nobs, n_entities=res.n_entities,

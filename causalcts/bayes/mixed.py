@@ -142,7 +142,7 @@ def mixed(
     seed: int | None = None,
     priors: dict | None = None,
     prior_scale: float = 1.0,
-    sampler: Literal["auto", "nutpie", "pymc"] = "auto",
+    sampler: Literal["auto", "nutpie", "pymc", "numpyro"] = "auto",
     dropna: bool = False,
     progressbar: bool = False,
     team_effect_draws: int = 200,
@@ -166,7 +166,9 @@ def mixed(
     prior_scale
         Multiplies every prior scale (for prior sensitivity).
     sampler
-        ``"nutpie"`` (compiled with numba), ``"pymc"`` (PyMC's NUTS) or ``"auto"`` (nutpie when installed).
+        ``"nutpie"`` (NUTS on a numba-compiled log-density; the default under ``"auto"``), ``"pymc"``
+        (PyMC's NUTS on the same likelihood written as a PyMC model) or ``"numpyro"`` (the optional
+        JAX backend for GPUs, :mod:`causalcts.bayes.jaxlogp`).
     team_effect_draws
         Posterior draws per chain for which team effects are drawn from their exact conditional.
 
@@ -183,7 +185,7 @@ def mixed(
     (10.467, 1743.628)
     """
     check_option("method", method, ("nuts", "reml", "ml"))
-    check_option("sampler", sampler, ("auto", "nutpie", "pymc"))
+    check_option("sampler", sampler, ("auto", "nutpie", "pymc", "numpyro"))
     spec, y, X, Z, codes, labels = prepare_mixed(formula, data, dropna=dropna)
     from causalcts.data.panel import check_full_rank
 
@@ -314,10 +316,21 @@ def _fit_nuts(spec, st, y, X, Z, labels, *, formula, chains, draws, tune, seed, 
     names, re_names = list(spec.fixed), list(spec.random)
     pri = default_prior_scales(y, X, Z, spec, priors, prior_scale)
     fast = st.q <= 2 and sampler in ("auto", "nutpie") and _has_nutpie()
+    if sampler == "numpyro" and st.q > 2:
+        raise CausalCTSError("sampler='numpyro' handles one or two random effects per group.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
-        if fast:
+        if sampler == "numpyro":
+            from causalcts.bayes.jaxlogp import sample_numpyro
+
+            logpost = IntegratedPosterior(st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"],
+                                          pri["re_sd"], pri["lkj_eta"])
+            idata = sample_numpyro(logpost, coords={"term": names, "re_term": re_names},
+                                   dims={"beta": ("term",), "re_sd": ("re_term",)}, chains=chains, draws=draws,
+                                   tune=tune, seed=seed)
+            used = "numpyro (JAX log-density)"
+        elif fast:
             logpost = IntegratedPosterior(st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"],
                                           pri["re_sd"], pri["lkj_eta"])
             idata = sample_numpy_posterior(logpost, coords={"term": names, "re_term": re_names},
