@@ -36,10 +36,28 @@ __all__ = ["IntegratedPosterior"]
 
 LOG2PI = float(np.log(2 * np.pi))
 
-try:  # numba removes the per-call overhead of many small NumPy operations
-    from numba import njit
-except ImportError:  # pragma: no cover
-    njit = None
+def _numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return False
+    return True
+
+
+_JIT: dict = {}
+_KERNEL = None  # the compiled _kernel, a global so that the compiled _logp_full can call it
+
+
+def _jitted():
+    """Compile (or load from numba's cache) the kernels on first use, so importing causalcts stays light."""
+    global _KERNEL
+    if not _JIT:
+        from numba import njit  # numba removes the per-call overhead of many small NumPy operations
+
+        _KERNEL = njit(cache=True, error_model="numpy")(_kernel)
+        _JIT["kernel"] = _KERNEL
+        _JIT["logp"] = njit(cache=True, error_model="numpy")(_logp_full)
+    return _JIT["kernel"], _JIT["logp"]
 
 
 def _kernel(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n, logdet_S,
@@ -112,9 +130,6 @@ def _kernel(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx,
     return ll
 
 
-_kernel_jit = njit(cache=True, error_model="numpy")(_kernel) if njit is not None else _kernel
-
-
 def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj_eta,
                si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n, logdet_S, grad):
     """Log posterior in unconstrained coordinates with its gradient written into ``grad``."""
@@ -127,7 +142,7 @@ def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj
     rho = np.tanh(x[p + 1 + q]) if has_rho else 0.0
     g_beta = np.empty(p)
     g_other = np.empty(4)
-    ll = _kernel_jit(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n,
+    ll = _KERNEL(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n,
                      logdet_S, g_beta, g_other)
     lp = ll
     for j in range(p):
@@ -145,9 +160,6 @@ def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj
         lp += lkj_eta * np.log1p(-rho * rho)
         grad[p + 1 + q] = g_other[3] * (1.0 - rho * rho) - 2.0 * lkj_eta * rho
     return lp
-
-
-_logp_jit = njit(cache=True, error_model="numpy")(_logp_full) if njit is not None else _logp_full
 
 
 @dataclass
@@ -177,7 +189,7 @@ class IntegratedPosterior:
         self.by0 = st.by[:, 0].copy()
         self.by1 = st.by[:, 1].copy() if self.q == 2 else None
         self.G = st.S.shape[0]
-        self.compiled = self.compiled and njit is not None
+        self.compiled = self.compiled and _numba_available()
         self.beta_mu = np.ascontiguousarray(self.beta_mu, dtype=np.float64)
         self.beta_sd = np.ascontiguousarray(self.beta_sd, dtype=np.float64)
         self.re_sd = np.ascontiguousarray(self.re_sd, dtype=np.float64)
@@ -287,7 +299,8 @@ class IntegratedPosterior:
         rho = float(np.tanh(z)) if self.has_rho else 0.0
         g_beta = np.empty(self.p)
         g_other = np.empty(4)
-        ll = _kernel_jit(np.ascontiguousarray(beta, dtype=np.float64), s2, float(sd[0]), sd1, rho, self.q,
+        kernel, _ = _jitted()
+        ll = kernel(np.ascontiguousarray(beta, dtype=np.float64), s2, float(sd[0]), sd1, rho, self.q,
                          self.si00, self._si01, self._si11, self.B0, self._B1, self.by0, self._by1, self.st.Sxx_w,
                          self.st.beta_w, self.st.rss_w_min, float(self.st.n), self.st.logdet_S, g_beta, g_other)
         grad = np.empty(self.ndim)
@@ -310,7 +323,8 @@ class IntegratedPosterior:
         """Log posterior (up to a constant) in unconstrained coordinates, and its gradient."""
         if self.compiled:
             grad = np.empty(self.ndim)
-            lp = _logp_jit(np.ascontiguousarray(x, dtype=np.float64), self.p, self.q, self.has_rho, self.beta_mu,
+            _, logp_jit = _jitted()
+            lp = logp_jit(np.ascontiguousarray(x, dtype=np.float64), self.p, self.q, self.has_rho, self.beta_mu,
                            self.beta_sd, self.sigma_sd, float(self.re_sd[0]), float(self.re_sd[-1]), self.lkj_eta,
                            self.si00, self._si01, self._si11, self.B0, self._B1, self.by0, self._by1, self.st.Sxx_w,
                            self.st.beta_w, self.st.rss_w_min, float(self.st.n), self.st.logdet_S, grad)
