@@ -479,7 +479,9 @@ def _pinv(M: np.ndarray) -> np.ndarray:
     d = np.sqrt(np.abs(np.diag(M)))
     d[d == 0] = 1.0
     Ms = M / d[:, None] / d[None, :]
-    return linalg.pinvh(Ms, atol=0.0, rtol=1e-12 * Ms.shape[0]) / d[:, None] / d[None, :]
+    # the usual numerical-rank cut-off (size x machine epsilon): ill-conditioned but regular weighting
+    # matrices (condition numbers of 1e10 arise with deep collapsed lags) are inverted in full, as invsym does
+    return linalg.pinvh(Ms, atol=0.0, rtol=Ms.shape[0] * np.finfo(float).eps) / d[:, None] / d[None, :]
 
 
 def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
