@@ -82,7 +82,7 @@ with pm.Model(coords={"team": teams, "re": ["Intercept", "cr_velocity"], "term":
     pm.Normal("y", mu, sigma, observed=y)
 t1 = time.perf_counter()
 compiled = nutpie.compile_pymc_model(m, default_initialization_strategy="prior")
-idata = nutpie.sample(compiled, draws=1000, tune=1000, chains=4, cores=2, seed=1, progress_bar=False)
+idata = nutpie.sample(compiled, draws=int(sys.argv[4]), tune=int(sys.argv[3]), chains=4, cores=2, seed=1, progress_bar=False)
 t2 = time.perf_counter()
 s = az.summary(idata, var_names=["beta", "sigma", "re_sd", "re_corr"], kind="diagnostics")
 print(json.dumps({"fit_seconds": t2 - t1, "process_seconds": t2 - t0, "min_ess_bulk": float(s["ess_bulk"].min()),
@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--weeks", type=int, default=260)
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--naive-timeout", type=float, default=1800)
+    ap.add_argument("--naive-tune", type=int, default=1000)
+    ap.add_argument("--naive-draws", type=int, default=1000, help="fewer draws still estimate the ESS per second")
     args = ap.parse_args()
     import causalcts
 
@@ -127,7 +129,8 @@ def main() -> None:
     if not args.skip_naive:
         for kind in ("noncentred", "centred"):
             print(f"naive PyMC model, {kind}, nutpie ...", flush=True)
-            res = run(NAIVE, str(path), kind, timeout=args.naive_timeout)
+            res = run(NAIVE, str(path), kind, str(args.naive_tune), str(args.naive_draws), timeout=args.naive_timeout)
+            res["tune"], res["draws"] = args.naive_tune, args.naive_draws
             report[f"naive_{kind}"] = res
             print(f"  {json.dumps(res)}", flush=True)
         rates = {k: report[k]["min_ess_bulk"] / report[k]["fit_seconds"] for k in ("naive_noncentred", "naive_centred")

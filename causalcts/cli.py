@@ -106,7 +106,7 @@ def _fit(args) -> None:
 
 
 def _bench(args, parser) -> None:
-    from causalcts.evaluation.montecarlo import load_grid, run_grid, summarize
+    from causalcts.evaluation.montecarlo import load_grid, run_grid
     from causalcts.plots.report import write_report
 
     if args.bench_command == "recovery":
@@ -122,7 +122,6 @@ def _bench(args, parser) -> None:
         print(f"Wrote {', '.join(str(p) for p in paths.values())}")
     else:
         parser.parse_args(["bench", "--help"])
-    del summarize
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ agree to round-off (1e-8 absolute leaves ample room for the 1e-12 differences se
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import causalcts

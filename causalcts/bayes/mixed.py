@@ -29,7 +29,6 @@ from causalcts.bayes.integrated import (
     conditional_cov,
     conditional_modes,
     group_stats,
-    lambda_from_theta,
     profiled_deviance,
 )
 from causalcts.bayes.results import BayesResults, diagnose

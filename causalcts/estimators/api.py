@@ -182,13 +182,9 @@ def fit(
             raise SpecificationError(f"System GMM needs gmm[{v!r}] to start at lag 1 or later.")
     if level_terms and not system:
         raise SpecificationError("level_iv applies to the levels equation, which only sys-gmm has.")
-    frame = panel.data
-    raw = {}
-    for v in used:
-        raw[v] = panel.column(v).to_numpy(dtype=float)
+    raw = {v: panel.column(v).to_numpy(dtype=float) for v in used}
     spec = GMMSpec(dep=dep, terms=terms, gmm=gmm_spec, iv=iv_terms, level_iv=level_terms, system=system,
                    transform=transform, collapse=spec_collapse, time_effects=time_effects, steps=steps, cov=cov,
                    small=small, weighting=weighting)
-    del frame
     return gmm_fit(spec, raw, panel.entity_codes, panel.periods, formula=formula, method=method,
                    outcome_lags=outcome_lags)
