@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--entity", default="team")
     f.add_argument("--time", default="week")
     f.add_argument("--method", default="diff-gmm",
-                   choices=["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected"])
+                   choices=["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected",
+                            "bayes"])
+    f.add_argument("--seed", type=int, default=1, help="seed of the Bayesian sampler (method bayes)")
     f.add_argument("--no-time-effects", action="store_true", help="drop the week effects")
     f.add_argument("--collapse", action="store_true", help="collapse GMM instruments (one column per lag)")
     f.add_argument("--max-lag", type=int, default=None, help="last lag of the outcome used as a GMM instrument")
@@ -92,13 +94,17 @@ def _simulate(args) -> None:
 
 
 def _fit(args) -> None:
-    from causalcts.estimators import fit
+    from causalcts.api import fit
     from causalcts.data.formula import parse_formula
 
     dep, _ = parse_formula(args.formula)
-    gmm = {dep: (2, args.max_lag)} if args.method in ("diff-gmm", "sys-gmm") else None
-    res = fit(args.formula, args.data, entity=args.entity, time=args.time, method=args.method,
-              time_effects=not args.no_time_effects, collapse=args.collapse, steps=args.steps, gmm=gmm)
+    if args.method == "bayes":
+        res = fit(args.formula, args.data, entity=args.entity, time=args.time, method="bayes",
+                  time_effects=not args.no_time_effects, seed=args.seed)
+    else:
+        gmm = {dep: (2, args.max_lag)} if args.method in ("diff-gmm", "sys-gmm") else None
+        res = fit(args.formula, args.data, entity=args.entity, time=args.time, method=args.method,
+                  time_effects=not args.no_time_effects, collapse=args.collapse, steps=args.steps, gmm=gmm)
     print(res.summary())
     if args.json:
         res.to_json(args.json)
