@@ -28,6 +28,7 @@ rejection     share with \|est / se\| > z_0.975       sqrt(r (1 - r) / n) (size 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 import tomllib
 import warnings
@@ -215,7 +216,8 @@ def run_grid(grid: Grid | str, out_dir: str | Path, *, engine: str = "local", wo
                 _run_and_save(grid, d, r, str(out))
                 bar and bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=n) as pool:
+            # spawn, not fork: forking a process that holds threads (JAX, BLAS, numba) can deadlock
+            with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_run_and_save, grid, d, r, str(out)) for d, r in todo]
                 for f in as_completed(futures):
                     f.result()
