@@ -78,8 +78,10 @@ def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_we
     echo("")
     echo(show.to_string(float_format=lambda v: f"{v:8.4f}", na_rep=""))
     echo("")
-    echo(f"Nickell's formula predicts a within-estimator bias of about {nickell_bias(truth_b, n_weeks):+.3f} in "
-         f"persistence at T = {n_weeks}; the within row shows {table.loc['within (fixed effects)', 'persistence'] - truth_b:+.3f}.")
+    within_bias = table.loc["within (fixed effects)", "persistence"] - truth_b
+    echo(f"Nickell's formula predicts a within-estimator bias of about {nickell_bias(truth_b, n_weeks - 1):+.3f} in "
+         f"persistence with {n_weeks - 1} weeks in the regression (for a pure AR(1); this model also has "
+         f"covariates and week effects); the within row shows {within_bias:+.3f}.")
     figs = []
     fig, ax = plt.subplots(figsize=(7, 4))
     plot_adoption(sim.data, ax=ax)
