@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "results"
-FORMULA = "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+FORMULA = (
+    "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+)
 
 INTEGRATED = r"""
 import json, sys, time, warnings
@@ -133,14 +135,20 @@ def main() -> None:
             res["tune"], res["draws"] = args.naive_tune, args.naive_draws
             report[f"naive_{kind}"] = res
             print(f"  {json.dumps(res)}", flush=True)
-        rates = {k: report[k]["min_ess_bulk"] / report[k]["fit_seconds"] for k in ("naive_noncentred", "naive_centred")
-                 if "min_ess_bulk" in report[k]}
+        rates = {
+            k: report[k]["min_ess_bulk"] / report[k]["fit_seconds"]
+            for k in ("naive_noncentred", "naive_centred")
+            if "min_ess_bulk" in report[k]
+        }
         if "min_ess_bulk" in ours and rates:
             ours_rate = ours["min_ess_bulk"] / ours["fit_seconds"]
             report["ess_per_second"] = {"integrated": ours_rate, **rates}
             report["ratio_vs_best_naive"] = ours_rate / max(rates.values())
-            print(f"ESS per second: integrated {ours_rate:.1f}, best naive {max(rates.values()):.2f} -> "
-                  f"{report['ratio_vs_best_naive']:.0f}x", flush=True)
+            print(
+                f"ESS per second: integrated {ours_rate:.1f}, best naive {max(rates.values()):.2f} -> "
+                f"{report['ratio_vs_best_naive']:.0f}x",
+                flush=True,
+            )
     (OUT / "bayes.json").write_text(json.dumps(report, indent=2, default=float))
 
 

@@ -114,7 +114,10 @@ def main() -> None:
     gmm_data.to_csv(tmp / "gmm.csv", index=False)  # the pydynpd environment has no Parquet reader
     print("difference GMM, 2,000 x 104, collapsed, week effects: causalcts ...", flush=True)
     ours = run(sys.executable, OURS_GMM, str(gmm_path))
-    print(f"  {ours.get('seconds', float('nan')):.2f} s, peak RSS {ours.get('peak_rss_mb', float('nan')):.0f} MB", flush=True)
+    print(
+        f"  {ours.get('seconds', float('nan')):.2f} s, peak RSS {ours.get('peak_rss_mb', float('nan')):.0f} MB",
+        flush=True,
+    )
     print("  pydynpd 0.2.2 ...", flush=True)
     peer = run(PYDYNPD_PYTHON, PEER_GMM, str(tmp / "gmm.csv"))
     gmm = {"ours": ours, "pydynpd": peer}
@@ -122,8 +125,10 @@ def main() -> None:
         gmm["speedup"] = peer["seconds"] / ours["seconds"]
         gmm["max_abs_param_diff"] = max(abs(ours["params"][k] - peer["params"][k]) for k in ours["params"])
         gmm["max_abs_se_diff"] = max(abs(ours["std_errors"][k] - peer["std_errors"][k]) for k in ours["std_errors"])
-        print(f"  pydynpd {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_mb']:.0f} MB -> {gmm['speedup']:.1f}x; "
-              f"largest difference in estimates {gmm['max_abs_param_diff']:.2e}, in SEs {gmm['max_abs_se_diff']:.2e}")
+        print(
+            f"  pydynpd {peer['seconds']:.1f} s, peak RSS {peer['peak_rss_mb']:.0f} MB -> {gmm['speedup']:.1f}x; "
+            f"largest difference in estimates {gmm['max_abs_param_diff']:.2e}, in SEs {gmm['max_abs_se_diff']:.2e}"
+        )
     else:
         print(f"  peer failed: {peer.get('error')}")
     report["diff_gmm_2000x104"] = gmm
@@ -137,8 +142,10 @@ def main() -> None:
     if "error" not in w_ours and "error" not in w_peer:
         within["speedup"] = w_peer["seconds"] / w_ours["seconds"]
         within["max_abs_param_diff"] = max(abs(w_ours["params"][k] - w_peer["params"][k]) for k in w_ours["params"])
-        print(f"  causalcts {w_ours['seconds']:.3f} s, pyfixest {w_peer['seconds']:.3f} s -> {within['speedup']:.2f}x; "
-              f"largest difference {within['max_abs_param_diff']:.2e}")
+        print(
+            f"  causalcts {w_ours['seconds']:.3f} s, pyfixest {w_peer['seconds']:.3f} s -> {within['speedup']:.2f}x; "
+            f"largest difference {within['max_abs_param_diff']:.2e}"
+        )
     else:
         print(f"  failed: {w_ours.get('error') or w_peer.get('error')}")
     w_lm = run(sys.executable, WITHIN, str(within_path), "linearmodels")

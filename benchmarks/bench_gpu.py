@@ -16,7 +16,9 @@ import time
 import warnings
 from pathlib import Path
 
-FORMULA = "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+FORMULA = (
+    "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+)
 
 
 def main() -> None:
@@ -39,9 +41,14 @@ def main() -> None:
             warnings.simplefilter("ignore")
             r = causalcts.mixed(FORMULA, d, method="nuts", sampler="numpyro", seed=1, team_effect_draws=10)
         secs = time.perf_counter() - t
-        row = {"rows": len(d), "seconds": secs, "min_ess_bulk": float(r.diagnostics["ess_bulk"].min()),
-               "max_rhat": float(r.diagnostics["r_hat"].max()), "converged": bool(r.converged),
-               "params": r.params.to_dict()}
+        row = {
+            "rows": len(d),
+            "seconds": secs,
+            "min_ess_bulk": float(r.diagnostics["ess_bulk"].min()),
+            "max_rhat": float(r.diagnostics["r_hat"].max()),
+            "converged": bool(r.converged),
+            "params": r.params.to_dict(),
+        }
         report[f"{n}x260"] = row
         print(n, json.dumps(row), flush=True)
         (out / "gpu.json").write_text(json.dumps(report, indent=2))

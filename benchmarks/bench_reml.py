@@ -1,6 +1,6 @@
 """REML of the CTS-SW mixed model: causalcts (integrated likelihood) against statsmodels MixedLM, same run.
 
-    python benchmarks/bench_reml.py      # writes benchmarks/results/reml.json
+python benchmarks/bench_reml.py      # writes benchmarks/results/reml.json
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 import causalcts
 
 OUT = Path(__file__).resolve().parent / "results"
-FORMULA = "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+FORMULA = (
+    "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall + (1 + cr_velocity | team)"
+)
 
 
 def main(teams: int = 500, weeks: int = 260) -> None:
@@ -29,12 +31,22 @@ def main(teams: int = 500, weeks: int = 260) -> None:
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = smf.mixedlm("log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall", d,
-                          groups=d["team"], re_formula="~cr_velocity").fit(reml=True, method="lbfgs")
+        ref = smf.mixedlm(
+            "log_cts ~ cr_velocity + rollback_rate + interventions_per_deploy + pages_per_oncall",
+            d,
+            groups=d["team"],
+            re_formula="~cr_velocity",
+        ).fit(reml=True, method="lbfgs")
     t_ref = time.perf_counter() - t
-    report = {"teams": teams, "weeks": weeks, "causalcts_seconds": t_ours, "statsmodels_seconds": t_ref,
-              "speedup": t_ref / t_ours, "llf_difference": float(ours.llf - ref.llf),
-              "max_abs_param_diff": float(np.max(np.abs(ours.params.to_numpy() - ref.fe_params.to_numpy())))}
+    report = {
+        "teams": teams,
+        "weeks": weeks,
+        "causalcts_seconds": t_ours,
+        "statsmodels_seconds": t_ref,
+        "speedup": t_ref / t_ours,
+        "llf_difference": float(ours.llf - ref.llf),
+        "max_abs_param_diff": float(np.max(np.abs(ours.params.to_numpy() - ref.fe_params.to_numpy()))),
+    }
     (OUT / "reml.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

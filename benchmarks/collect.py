@@ -31,21 +31,27 @@ def table() -> str:
     if g:
         o, p = g.get("ours", {}), g.get("pydynpd", {})
         ratio = f"{g['speedup']:.1f}x faster" if "speedup" in g else f"peer failed: {p.get('error', '?')}"
-        rows.append(f"| difference GMM, 2,000 x 104, collapsed, week effects | {o.get('seconds', float('nan')):.2f} s, "
-                    f"{o.get('peak_rss_mb', float('nan')):.0f} MB | pydynpd {p.get('seconds', float('nan')):.1f} s, "
-                    f"{p.get('peak_rss_mb', float('nan')):.0f} MB | {ratio} | >= 20x, < 500 MB |")
+        rows.append(
+            f"| difference GMM, 2,000 x 104, collapsed, week effects | {o.get('seconds', float('nan')):.2f} s, "
+            f"{o.get('peak_rss_mb', float('nan')):.0f} MB | pydynpd {p.get('seconds', float('nan')):.1f} s, "
+            f"{p.get('peak_rss_mb', float('nan')):.0f} MB | {ratio} | >= 20x, < 500 MB |"
+        )
     w = est.get("within_2000x260", {})
     if w:
         o = w.get("ours", {})
         for peer, key in (("pyfixest", "speedup"), ("linearmodels", "speedup_vs_linearmodels")):
             p = w.get(peer, {})
             if key in w:
-                rows.append(f"| within/TWFE, 2,000 x 260, clustered | {o['seconds']:.3f} s | {peer} {p['seconds']:.3f} s | "
-                            f"{w[key]:.2f}x | >= 1x (pyfixest) |")
+                rows.append(
+                    f"| within/TWFE, 2,000 x 260, clustered | {o['seconds']:.3f} s | {peer} {p['seconds']:.3f} s | "
+                    f"{w[key]:.2f}x | >= 1x (pyfixest) |"
+                )
     r = load("reml.json")
     if r:
-        rows.append(f"| REML, random intercept and slope, {r['teams']} x {r['weeks']} | {r['causalcts_seconds']:.2f} s | "
-                    f"statsmodels MixedLM {r['statsmodels_seconds']:.1f} s | {r['speedup']:.0f}x | (report) |")
+        rows.append(
+            f"| REML, random intercept and slope, {r['teams']} x {r['weeks']} | {r['causalcts_seconds']:.2f} s | "
+            f"statsmodels MixedLM {r['statsmodels_seconds']:.1f} s | {r['speedup']:.0f}x | (report) |"
+        )
     b = load("bayes.json")
     if b.get("integrated"):
         i = b["integrated"]
@@ -60,18 +66,31 @@ def table() -> str:
             ratio = f"{b['ratio_vs_best_naive']:.0f}x ESS/s"
         else:
             # a naive run that timed out: its ESS cannot exceed its draws, so its ESS/s is at most draws / limit
-            bounds = [4 * b[k]["draws"] / b[k]["fit_seconds"] for k in ("naive_noncentred", "naive_centred")
-                      if "error" in b.get(k, {}) and "draws" in b[k]]
+            bounds = [
+                4 * b[k]["draws"] / b[k]["fit_seconds"]
+                for k in ("naive_noncentred", "naive_centred")
+                if "error" in b.get(k, {}) and "draws" in b[k]
+            ]
             ours_rate = i["min_ess_bulk"] / i["fit_seconds"]
-            ratio = (f">= {ours_rate / max(bounds):.0f}x ESS/s (bound: naive ESS <= its 4 x {b['naive_centred']['draws']} "
-                     "draws)") if bounds else "naive not run"
-        rows.append(f"| NUTS mixed model, {b['teams']} x {b['weeks']} | min ESS {i['min_ess_bulk']:.0f}, R-hat "
-                    f"{i['max_rhat']:.3f}, {i['fit_seconds']:.1f} s | naive PyMC ({'; '.join(peers) or 'not run'}) | "
-                    f"{ratio} | >= 20x; ESS >= 400, R-hat <= 1.01, <= 30 s |")
+            ratio = (
+                (
+                    f">= {ours_rate / max(bounds):.0f}x ESS/s (bound: naive ESS <= its 4 x {b['naive_centred']['draws']} "
+                    "draws)"
+                )
+                if bounds
+                else "naive not run"
+            )
+        rows.append(
+            f"| NUTS mixed model, {b['teams']} x {b['weeks']} | min ESS {i['min_ess_bulk']:.0f}, R-hat "
+            f"{i['max_rhat']:.3f}, {i['fit_seconds']:.1f} s | naive PyMC ({'; '.join(peers) or 'not run'}) | "
+            f"{ratio} | >= 20x; ESS >= 400, R-hat <= 1.01, <= 30 s |"
+        )
         d = b.get("dynamic", {})
         if "min_ess_bulk" in d:
-            rows.append(f"| NUTS dynamic panel, {b['teams']} x {b['weeks']} | min ESS {d['min_ess_bulk']:.0f}, R-hat "
-                        f"{d['max_rhat']:.3f}, {d['fit_seconds']:.1f} s | - | - | ESS >= 400, R-hat <= 1.01, <= 30 s |")
+            rows.append(
+                f"| NUTS dynamic panel, {b['teams']} x {b['weeks']} | min ESS {d['min_ess_bulk']:.0f}, R-hat "
+                f"{d['max_rhat']:.3f}, {d['fit_seconds']:.1f} s | - | - | ESS >= 400, R-hat <= 1.01, <= 30 s |"
+            )
     return "\n".join(rows)
 
 
@@ -83,8 +102,9 @@ def main() -> None:
     if args.run:
         for script in ("bench_estimators.py", "bench_reml.py"):
             subprocess.run([sys.executable, str(HERE / script)], check=True)
-        subprocess.run([sys.executable, str(HERE / "bench_bayes.py"), *(["--skip-naive"] if args.skip_naive else [])],
-                       check=True)
+        subprocess.run(
+            [sys.executable, str(HERE / "bench_bayes.py"), *(["--skip-naive"] if args.skip_naive else [])], check=True
+        )
     text = table()
     RES.mkdir(exist_ok=True)
     (RES / "speed_table.md").write_text(text + "\n")

@@ -1,6 +1,6 @@
 """Full simulation-based calibration of both Bayesian models (the tests run a small version, marked slow).
 
-    python benchmarks/sbc.py --sims 200          # writes benchmarks/results/sbc_*.{parquet,json,png}
+python benchmarks/sbc.py --sims 200          # writes benchmarks/results/sbc_*.{parquet,json,png}
 """
 
 from __future__ import annotations

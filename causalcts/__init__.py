@@ -6,10 +6,10 @@ dynamic panel estimators that match Stata and R and simulations with known truth
 """
 
 from causalcts import datasets, metrics
+from causalcts.api import fit
+from causalcts.bayes import mixed
 from causalcts.data import Panel
 from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning
-from causalcts.bayes import mixed
-from causalcts.api import fit
 from causalcts.estimators import nickell_bias
 from causalcts.results import EstimationResults, compare
 from causalcts.simulate import Simulation, Truth, simulate

@@ -13,8 +13,19 @@ from causalcts.estimators.api import fit as _fit_frequentist
 
 __all__ = ["fit"]
 
-_BAYES_KEYS = {"random_slopes", "initial_conditions", "chains", "draws", "tune", "seed", "priors", "prior_scale",
-               "progressbar", "team_effect_draws", "sampler"}
+_BAYES_KEYS = {
+    "random_slopes",
+    "initial_conditions",
+    "chains",
+    "draws",
+    "tune",
+    "seed",
+    "priors",
+    "prior_scale",
+    "progressbar",
+    "team_effect_draws",
+    "sampler",
+}
 
 
 def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, **kwargs):
@@ -36,8 +47,9 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
     if method == "bayes":
         unknown = set(kwargs) - _BAYES_KEYS
         if unknown:
-            raise SpecificationError(f"Option(s) {sorted(unknown)} do not apply to method='bayes'; it takes "
-                                     f"{sorted(_BAYES_KEYS)}.")
+            raise SpecificationError(
+                f"Option(s) {sorted(unknown)} do not apply to method='bayes'; it takes {sorted(_BAYES_KEYS)}."
+            )
         return fit_bayes_dynamic(formula, data, entity=entity, time_col=time, time_effects=time_effects, **kwargs)
     bayes_only = set(kwargs) & (_BAYES_KEYS - set(inspect.signature(_fit_frequentist).parameters))
     if bayes_only:

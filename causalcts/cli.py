@@ -25,15 +25,22 @@ five methods, prints each estimate next to the truth and writes figures to a fol
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="causalcts", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="causalcts", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="simulate, estimate a known AI-adoption effect, print it beside the truth, save figures")
-    d.add_argument("--out", "-o", default="causalcts-demo", help="folder for figures and results (default: %(default)s)")
+    d = sub.add_parser(
+        "demo", help="simulate, estimate a known AI-adoption effect, print it beside the truth, save figures"
+    )
+    d.add_argument(
+        "--out", "-o", default="causalcts-demo", help="folder for figures and results (default: %(default)s)"
+    )
     d.add_argument("--teams", type=int, default=300, help="number of teams (default: %(default)s)")
     d.add_argument("--weeks", type=int, default=26, help="number of weeks (default: %(default)s)")
-    d.add_argument("--effect", type=float, default=0.10, help="true short-run effect of full adoption (default: %(default)s)")
+    d.add_argument(
+        "--effect", type=float, default=0.10, help="true short-run effect of full adoption (default: %(default)s)"
+    )
     d.add_argument("--persistence", type=float, default=0.5, help="true persistence beta (default: %(default)s)")
     d.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
 
@@ -45,12 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--persistence", type=float, default=0.5, help="persistence beta (default: %(default)s)")
     s.add_argument("--outcome-model", choices=["gaussian", "count"], default="gaussian")
     s.add_argument("--missing-weeks", type=float, default=0.0, help="share of team-weeks missing at random")
-    s.add_argument("--output", "-o", required=True, help="output file, .parquet or .csv; truth goes to <name>.truth.json")
+    s.add_argument(
+        "--output", "-o", required=True, help="output file, .parquet or .csv; truth goes to <name>.truth.json"
+    )
 
     b = sub.add_parser("bench", help="simulation recovery studies: which estimator recovers a known effect")
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
     r = bsub.add_parser("recovery", help="run a grid of designs x methods x replications (resumable)")
-    r.add_argument("--grid", default="smoke", help="smoke, paper, headline, or a path to a TOML grid (default: %(default)s)")
+    r.add_argument(
+        "--grid", default="smoke", help="smoke, paper, headline, or a path to a TOML grid (default: %(default)s)"
+    )
     r.add_argument("--engine", choices=["local", "dask"], default="local")
     r.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     r.add_argument("--workers", type=int, default=None, help="processes (local) or LocalCluster workers")
@@ -63,9 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("formula", help="e.g. 'cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate'")
     f.add_argument("--entity", default="team")
     f.add_argument("--time", default="week")
-    f.add_argument("--method", default="diff-gmm",
-                   choices=["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected",
-                            "bayes"])
+    f.add_argument(
+        "--method",
+        default="diff-gmm",
+        choices=["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected", "bayes"],
+    )
     f.add_argument("--seed", type=int, default=1, help="seed of the Bayesian sampler (method bayes)")
     f.add_argument("--no-time-effects", action="store_true", help="drop the week effects")
     f.add_argument("--collapse", action="store_true", help="collapse GMM instruments (one column per lag)")
@@ -78,19 +91,31 @@ def _parser() -> argparse.ArgumentParser:
 def _simulate(args) -> None:
     from causalcts.simulate import simulate
 
-    sim = simulate(args.teams, args.weeks, seed=args.seed, effect=args.effect, persistence=args.persistence,
-                   outcome_model=args.outcome_model, missing_weeks=args.missing_weeks)
+    sim = simulate(
+        args.teams,
+        args.weeks,
+        seed=args.seed,
+        effect=args.effect,
+        persistence=args.persistence,
+        outcome_model=args.outcome_model,
+        missing_weeks=args.missing_weeks,
+    )
     out = Path(args.output)
     if out.suffix.lower() == ".csv":
         sim.data.to_csv(out, index=False)
         import json
-        out.with_suffix(".truth.json").write_text(json.dumps({"truth": sim.truth.to_dict(), "design": sim.design.to_dict()}, indent=2))
+
+        out.with_suffix(".truth.json").write_text(
+            json.dumps({"truth": sim.truth.to_dict(), "design": sim.design.to_dict()}, indent=2)
+        )
     elif out.suffix.lower() in (".parquet", ".pq"):
         sim.save(out)
     else:
         raise CausalCTSError(f"Output {out} must end in .parquet or .csv.")
-    print(f"Wrote {len(sim.data)} team-weeks ({args.teams} teams x {args.weeks} weeks) to {out} and the truth to "
-          f"{out.with_suffix('.truth.json')}.")
+    print(
+        f"Wrote {len(sim.data)} team-weeks ({args.teams} teams x {args.weeks} weeks) to {out} and the truth to "
+        f"{out.with_suffix('.truth.json')}."
+    )
 
 
 def _fit(args) -> None:
@@ -99,12 +124,28 @@ def _fit(args) -> None:
 
     dep, _ = parse_formula(args.formula)
     if args.method == "bayes":
-        res = fit(args.formula, args.data, entity=args.entity, time=args.time, method="bayes",
-                  time_effects=not args.no_time_effects, seed=args.seed)
+        res = fit(
+            args.formula,
+            args.data,
+            entity=args.entity,
+            time=args.time,
+            method="bayes",
+            time_effects=not args.no_time_effects,
+            seed=args.seed,
+        )
     else:
         gmm = {dep: (2, args.max_lag)} if args.method in ("diff-gmm", "sys-gmm") else None
-        res = fit(args.formula, args.data, entity=args.entity, time=args.time, method=args.method,
-                  time_effects=not args.no_time_effects, collapse=args.collapse, steps=args.steps, gmm=gmm)
+        res = fit(
+            args.formula,
+            args.data,
+            entity=args.entity,
+            time=args.time,
+            method=args.method,
+            time_effects=not args.no_time_effects,
+            collapse=args.collapse,
+            steps=args.steps,
+            gmm=gmm,
+        )
     print(res.summary())
     if args.json:
         res.to_json(args.json)
@@ -118,8 +159,10 @@ def _bench(args, parser) -> None:
     if args.bench_command == "recovery":
         grid = load_grid(args.grid)
         n_cells = len(grid.designs) * grid.replications
-        print(f"Grid {grid.name!r}: {len(grid.designs)} designs x {grid.replications} replications = {n_cells} cells, "
-              f"methods {', '.join(grid.methods)}; engine {args.engine}; results in {args.out}/ (finished cells are kept).")
+        print(
+            f"Grid {grid.name!r}: {len(grid.designs)} designs x {grid.replications} replications = {n_cells} cells, "
+            f"methods {', '.join(grid.methods)}; engine {args.engine}; results in {args.out}/ (finished cells are kept)."
+        )
         results = run_grid(grid, args.out, engine=args.engine, workers=args.workers, scheduler=args.scheduler)
         failed = int((results["error"] != "").sum())
         print(f"Done: {len(results)} rows, {failed} failed fits recorded. Next: causalcts bench report {args.out}")
@@ -140,8 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from causalcts.demo import run_demo
 
-            run_demo(args.out, n_teams=args.teams, n_weeks=args.weeks, effect=args.effect,
-                     persistence=args.persistence, seed=args.seed)
+            run_demo(
+                args.out,
+                n_teams=args.teams,
+                n_weeks=args.weeks,
+                effect=args.effect,
+                persistence=args.persistence,
+                seed=args.seed,
+            )
         elif args.command == "simulate":
             _simulate(args)
         elif args.command == "fit":

@@ -29,8 +29,16 @@ class DemoReport:
     figures: list[Path]
 
 
-def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_weeks: int = 26, effect: float = 0.10,
-             persistence: float = 0.5, seed: int = 1, echo=print) -> DemoReport:
+def run_demo(
+    out_dir: str | Path = "causalcts-demo",
+    *,
+    n_teams: int = 300,
+    n_weeks: int = 26,
+    effect: float = 0.10,
+    persistence: float = 0.5,
+    seed: int = 1,
+    echo=print,
+) -> DemoReport:
     """Run the demonstration and return the comparison table.
 
     Examples
@@ -47,8 +55,10 @@ def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_we
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    echo(f"Simulating {n_teams} teams over {n_weeks} weeks (persistence {persistence}, effect of full adoption "
-         f"{effect} CRs per developer-week, seed {seed})...")
+    echo(
+        f"Simulating {n_teams} teams over {n_weeks} weeks (persistence {persistence}, effect of full adoption "
+        f"{effect} CRs per developer-week, seed {seed})..."
+    )
     sim = simulate(n_teams, n_weeks, persistence=persistence, effect=effect, seed=seed)
     truth_b = sim.truth.persistence["cr_velocity"]
     truth_g = sim.truth.effect["cr_velocity"]
@@ -68,20 +78,31 @@ def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_we
         results[label] = r
         ci = r.conf_int(0.95)
         lr = r.long_run("ai_share")
-        rows.append({"method": label, "persistence": r.params["L1.cr_velocity"], "effect": r.params["ai_share"],
-                     "effect_lower": ci.loc["ai_share", "lower"], "effect_upper": ci.loc["ai_share", "upper"],
-                     "long_run_effect": lr["estimate"]})
+        rows.append(
+            {
+                "method": label,
+                "persistence": r.params["L1.cr_velocity"],
+                "effect": r.params["ai_share"],
+                "effect_lower": ci.loc["ai_share", "lower"],
+                "effect_upper": ci.loc["ai_share", "upper"],
+                "long_run_effect": lr["estimate"],
+            }
+        )
     table = pd.DataFrame(rows).set_index("method")
-    truth_row = pd.DataFrame([{"persistence": truth_b, "effect": truth_g, "long_run_effect": sim.truth.long_run_effect["cr_velocity"]}],
-                             index=pd.Index(["TRUTH"], name="method"))
+    truth_row = pd.DataFrame(
+        [{"persistence": truth_b, "effect": truth_g, "long_run_effect": sim.truth.long_run_effect["cr_velocity"]}],
+        index=pd.Index(["TRUTH"], name="method"),
+    )
     show = pd.concat([table, truth_row])
     echo("")
     echo(show.to_string(float_format=lambda v: f"{v:8.4f}", na_rep=""))
     echo("")
     within_bias = table.loc["within (fixed effects)", "persistence"] - truth_b
-    echo(f"Nickell's formula predicts a within-estimator bias of about {nickell_bias(truth_b, n_weeks - 1):+.3f} in "
-         f"persistence with {n_weeks - 1} weeks in the regression (for a pure AR(1); this model also has "
-         f"covariates and week effects); the within row shows {within_bias:+.3f}.")
+    echo(
+        f"Nickell's formula predicts a within-estimator bias of about {nickell_bias(truth_b, n_weeks - 1):+.3f} in "
+        f"persistence with {n_weeks - 1} weeks in the regression (for a pure AR(1); this model also has "
+        f"covariates and week effects); the within row shows {within_bias:+.3f}."
+    )
     figs = []
     fig, ax = plt.subplots(figsize=(7, 4))
     plot_adoption(sim.data, ax=ax)
@@ -94,9 +115,16 @@ def run_demo(out_dir: str | Path = "causalcts-demo", *, n_teams: int = 300, n_we
         figs.append(out / f"estimates_{term.replace('.', '_')}.png")
         fig.savefig(figs[-1], dpi=120, bbox_inches="tight")
         plt.close(fig)
-    (out / "demo_results.json").write_text(json.dumps({
-        "truth": sim.truth.to_dict(), "design": sim.design.to_dict(),
-        "estimates": {k: v.to_dict() for k, v in results.items()},
-    }, indent=2, default=float))
+    (out / "demo_results.json").write_text(
+        json.dumps(
+            {
+                "truth": sim.truth.to_dict(),
+                "design": sim.design.to_dict(),
+                "estimates": {k: v.to_dict() for k, v in results.items()},
+            },
+            indent=2,
+            default=float,
+        )
+    )
     echo(f"Figures and results written to {out.resolve()}/ ({', '.join(p.name for p in figs)}, demo_results.json)")
     return DemoReport(table=table, out_dir=out, figures=figs)

@@ -34,8 +34,20 @@ def main() -> None:
     rep = run_demo(FIG / "demo", echo=lambda *a: None)
     rows += [(p.relative_to(ROOT), "causalcts demo (causalcts/demo.py), seed 1") for p in rep.figures]
     if args.rerun:
-        subprocess.run([sys.executable, "-m", "causalcts.cli", "bench", "recovery", "--grid", "smoke", "--out",
-                        str(RES / "smoke")], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "causalcts.cli",
+                "bench",
+                "recovery",
+                "--grid",
+                "smoke",
+                "--out",
+                str(RES / "smoke"),
+            ],
+            check=True,
+        )
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sbc.py"), "--sims", "100"], check=True)
     for name in ("headline", "smoke"):
         folder = RES / name
@@ -54,9 +66,15 @@ def main() -> None:
         dest = FIG / png.name
         shutil.copy(png, dest)
         rows.append((dest.relative_to(ROOT), "python benchmarks/sbc.py --sims 200"))
-    lines = ["# Figures", "", f"Built by `python paper/build.py` in {time.perf_counter() - t0:.0f} s with causalcts "
-             f"{causalcts.__version__}, Python {platform.python_version()} on {platform.machine()}.", "",
-             "| figure | made by |", "|---|---|"]
+    lines = [
+        "# Figures",
+        "",
+        f"Built by `python paper/build.py` in {time.perf_counter() - t0:.0f} s with causalcts "
+        f"{causalcts.__version__}, Python {platform.python_version()} on {platform.machine()}.",
+        "",
+        "| figure | made by |",
+        "|---|---|",
+    ]
     lines += [f"| `{p}` | `{cmd}` |" for p, cmd in rows]
     (ROOT / "paper" / "FIGURES.md").write_text("\n".join(lines) + "\n")
     print(f"{len(rows)} figures in {FIG}; see paper/FIGURES.md")

@@ -9,12 +9,18 @@ PKG = Path(__file__).resolve().parents[1] / "causalcts"
 
 LAYER = {
     "errors": 0,
-    "data": 1, "datasets": 1,
-    "simulate": 2, "results": 2, "metrics": 2,
-    "estimators": 3, "bayes": 3,
+    "data": 1,
+    "datasets": 1,
+    "simulate": 2,
+    "results": 2,
+    "metrics": 2,
+    "estimators": 3,
+    "bayes": 3,
     "api": 4,
     "evaluation": 5,
-    "plots": 6, "demo": 6, "cli": 6,
+    "plots": 6,
+    "demo": 6,
+    "cli": 6,
 }
 
 
@@ -48,8 +54,9 @@ def test_no_upward_imports(path):
         if other is None:
             continue
         assert other <= own, f"{path.relative_to(PKG)} (layer {own}) imports {mod} (layer {other})"
-        assert not (own == other == 3 and mod.split(".")[1] != path.relative_to(PKG).parts[0]), \
+        assert not (own == other == 3 and mod.split(".")[1] != path.relative_to(PKG).parts[0]), (
             f"{path.relative_to(PKG)} imports its sibling {mod}"
+        )
 
 
 def test_estimators_never_import_the_simulator():

@@ -21,10 +21,26 @@ def quiet_fit(*args, **kwargs):
 
 def test_bayes_plumbing_and_terms():
     sim = simulate(60, 10, seed=1)
-    r = quiet_fit(F, sim.data, method="bayes", chains=2, draws=50, tune=50, seed=2, team_effect_draws=2,
-                  random_slopes=["ai_share"])
-    assert list(r.params.index) == ["L1.cr_velocity", "ai_share", "rollback_rate", "initial(cr_velocity)",
-                                    "mean(ai_share)", "mean(rollback_rate)", "Intercept"]
+    r = quiet_fit(
+        F,
+        sim.data,
+        method="bayes",
+        chains=2,
+        draws=50,
+        tune=50,
+        seed=2,
+        team_effect_draws=2,
+        random_slopes=["ai_share"],
+    )
+    assert list(r.params.index) == [
+        "L1.cr_velocity",
+        "ai_share",
+        "rollback_rate",
+        "initial(cr_velocity)",
+        "mean(ai_share)",
+        "mean(rollback_rate)",
+        "Intercept",
+    ]
     assert list(r.cov_re.index) == ["Intercept", "ai_share"]
     assert r.method == "bayes" and r.outcome_lags == ("L1.cr_velocity",)
     assert r.idata["team_effects"]["team_effect"].sizes["team"] == 60
@@ -77,8 +93,9 @@ def test_tornado_and_caterpillar_plots():
     sleep = datasets.load("sleepstudy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        b = causalcts.mixed("Reaction ~ Days + (Days | Subject)", sleep, chains=2, draws=40, tune=40, seed=1,
-                            team_effect_draws=5)
+        b = causalcts.mixed(
+            "Reaction ~ Days + (Days | Subject)", sleep, chains=2, draws=40, tune=40, seed=1, team_effect_draws=5
+        )
     ax = plot_tornado(driver_sensitivity(b, sleep))
     assert len(ax.patches) == 1
     ax = plot_caterpillar(b)
@@ -89,8 +106,9 @@ def test_posterior_predictive_check():
     sleep = datasets.load("sleepstudy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        b = causalcts.mixed("Reaction ~ Days + (Days | Subject)", sleep, chains=2, draws=60, tune=60, seed=1,
-                            team_effect_draws=20)
+        b = causalcts.mixed(
+            "Reaction ~ Days + (Days | Subject)", sleep, chains=2, draws=60, tune=60, seed=1, team_effect_draws=20
+        )
     reps, table = posterior_predictive(b, sleep, n_draws=30, seed=2)
     assert reps.shape == (30, 180)
     assert table["ppp"].between(0, 1).all()

@@ -28,8 +28,21 @@ def test_simulate_writes_parquet_and_truth(tmp_path, capsys):
 def test_fit_prints_summary_and_json(tmp_path, capsys):
     out = tmp_path / "panel.csv"
     main(["simulate", "--teams", "60", "--weeks", "10", "--seed", "2", "-o", str(out)])
-    assert main(["fit", str(out), "cr_velocity ~ L(cr_velocity, 1) + ai_share", "--method", "diff-gmm",
-                 "--collapse", "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(out),
+                "cr_velocity ~ L(cr_velocity, 1) + ai_share",
+                "--method",
+                "diff-gmm",
+                "--collapse",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "L1.cr_velocity" in text and "hansen" in text
     assert json.loads((tmp_path / "r.json").read_text())["method"] == "diff-gmm"

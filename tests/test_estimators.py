@@ -41,8 +41,9 @@ def test_within_equals_linearmodels(time_effects, gappy):
     sim = simulate(60, 20, seed=2, **({"missing_weeks": 0.1, "unbalanced": 0.3} if gappy else {}))
     p = Panel(sim.data)
     d = p.data.assign(lag=p.lag("cr_velocity").to_numpy()).dropna(subset=["lag"]).set_index(["team", "week"])
-    ref = linearmodels.PanelOLS(d["cr_velocity"], d[["lag", "ai_share", "rollback_rate"]], entity_effects=True,
-                                time_effects=time_effects).fit(cov_type="clustered", cluster_entity=True)
+    ref = linearmodels.PanelOLS(
+        d["cr_velocity"], d[["lag", "ai_share", "rollback_rate"]], entity_effects=True, time_effects=time_effects
+    ).fit(cov_type="clustered", cluster_entity=True)
     ours = causalcts.fit(F, sim.data, method="within", time_effects=time_effects)
     np.testing.assert_allclose(ours.params.to_numpy(), ref.params.to_numpy(), rtol=1e-8)
     np.testing.assert_allclose(ours.std_errors.to_numpy(), ref.std_errors.to_numpy(), rtol=1e-8)
@@ -53,16 +54,23 @@ def test_within_equals_dummy_variable_regression(small):
     ours = causalcts.fit(F, small.data, method="within", cov="unadjusted")
     p = Panel(small.data)
     d = p.data.assign(lag=p.lag("cr_velocity").to_numpy()).dropna(subset=["lag"])
-    X = pd.concat([d[["lag", "ai_share", "rollback_rate"]], pd.get_dummies(d["team"], prefix="i", dtype=float),
-                   pd.get_dummies(d["week"], prefix="w", drop_first=True, dtype=float)], axis=1).to_numpy()
+    X = pd.concat(
+        [
+            d[["lag", "ai_share", "rollback_rate"]],
+            pd.get_dummies(d["team"], prefix="i", dtype=float),
+            pd.get_dummies(d["week"], prefix="w", drop_first=True, dtype=float),
+        ],
+        axis=1,
+    ).to_numpy()
     beta, *_ = np.linalg.lstsq(X, d["cr_velocity"].to_numpy(), rcond=None)
     np.testing.assert_allclose(ours.params.to_numpy(), beta[:3], rtol=1e-9)
 
 
 def test_anderson_hsiao_is_just_identified_iv(small):
     """Anderson-Hsiao = IV on first differences with y_{t-2} instrumenting the differenced lag."""
-    res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", small.data, method="anderson-hsiao",
-                        time_effects=False)
+    res = causalcts.fit(
+        "cr_velocity ~ L(cr_velocity, 1) + ai_share", small.data, method="anderson-hsiao", time_effects=False
+    )
     p = Panel(small.data)
     dy, dlag = p.diff("cr_velocity").to_numpy(), p.lag(p.diff("cr_velocity").to_numpy()).to_numpy()
     dx = p.diff("ai_share").to_numpy()
@@ -117,10 +125,20 @@ def nickell_runs():
     for T in (10, 26):
         rows = []
         for seed in range(4):
-            sim = simulate(1000, T, effect=0.0, week_sd=0.0, seed=seed,
-                           covariate_effects={"rollback_rate": 0.0, "interventions_per_deploy": 0.0})
-            rows.append({m: causalcts.fit(f, sim.data, method=m, time_effects=False).params["L1.cr_velocity"]
-                         for m in ("within", "bias-corrected", "jackknife")})
+            sim = simulate(
+                1000,
+                T,
+                effect=0.0,
+                week_sd=0.0,
+                seed=seed,
+                covariate_effects={"rollback_rate": 0.0, "interventions_per_deploy": 0.0},
+            )
+            rows.append(
+                {
+                    m: causalcts.fit(f, sim.data, method=m, time_effects=False).params["L1.cr_velocity"]
+                    for m in ("within", "bias-corrected", "jackknife")
+                }
+            )
         out[T] = pd.DataFrame(rows)
     return out
 
@@ -189,8 +207,16 @@ def test_unknown_keyword(small):
         causalcts.fit(F, small.data, twostep=True)
 
 
-@pytest.mark.parametrize("formula", ["cr_velocity", "cr_velocity ~ L(x, 2:1)", "cr_velocity ~ log(x)",
-                                     "cr_velocity ~ ai_share + ai_share", "cr_velocity ~ cr_velocity"])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "cr_velocity",
+        "cr_velocity ~ L(x, 2:1)",
+        "cr_velocity ~ log(x)",
+        "cr_velocity ~ ai_share + ai_share",
+        "cr_velocity ~ cr_velocity",
+    ],
+)
 def test_bad_formulas(small, formula):
     with pytest.raises(SpecificationError):
         causalcts.fit(formula, small.data)
@@ -259,8 +285,13 @@ def test_contract_every_method_shares_the_results_interface(small, method, tmp_p
             warnings.simplefilter("ignore", ConvergenceWarning)
             r = causalcts.fit(F, small.data, method="bayes", chains=2, draws=40, tune=40, seed=1, team_effect_draws=2)
     else:
-        r = causalcts.fit(F, small.data, method=method, gmm=None if method != "sys-gmm" else {"cr_velocity": (2, 4)},
-                          collapse=method in ("diff-gmm", "sys-gmm"))
+        r = causalcts.fit(
+            F,
+            small.data,
+            method=method,
+            gmm=None if method != "sys-gmm" else {"cr_velocity": (2, 4)},
+            collapse=method in ("diff-gmm", "sys-gmm"),
+        )
     assert list(r.params.index[:3]) == ["L1.cr_velocity", "ai_share", "rollback_rate"]
     assert r.std_errors.index.equals(r.params.index) and (r.std_errors > 0).all()
     ci = r.conf_int(0.9)

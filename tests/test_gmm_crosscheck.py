@@ -20,16 +20,30 @@ REF = json.loads((HERE / "pydynpd_abdata.json").read_text())
 NAMES = {"_cons": "_con"}
 
 SPECS = {
-    "sys_two_step_uncollapsed": dict(formula="n ~ L(n, 1) + L(w, 0:1) + L(k, 0:1)", method="sys-gmm",
-                                     gmm={"n": (2, None), "w": (2, None), "k": (2, None)}, steps=2),
-    "sys_collapsed_lag_limits": dict(formula="n ~ L(n, 1) + w + k", method="sys-gmm", gmm={"n": (2, 4)},
-                                     collapse=True, steps=2),
-    "diff_fod_collapsed": dict(formula="n ~ L(n, 1) + w + k", method="diff-gmm", gmm={"n": (2, 4)},
-                               collapse=True, steps=2, transform="fod", time_effects=False),
-    "diff_one_step_robust": dict(formula="n ~ L(n, 1:2) + w + k", method="diff-gmm", gmm={"n": (2, None)},
-                                 steps=1, time_effects=False),
-    "diff_two_endogenous": dict(formula="n ~ L(n, 1) + w + k", method="diff-gmm",
-                                gmm={"n": (2, 3), "w": (2, 3)}, steps=2),
+    "sys_two_step_uncollapsed": dict(
+        formula="n ~ L(n, 1) + L(w, 0:1) + L(k, 0:1)",
+        method="sys-gmm",
+        gmm={"n": (2, None), "w": (2, None), "k": (2, None)},
+        steps=2,
+    ),
+    "sys_collapsed_lag_limits": dict(
+        formula="n ~ L(n, 1) + w + k", method="sys-gmm", gmm={"n": (2, 4)}, collapse=True, steps=2
+    ),
+    "diff_fod_collapsed": dict(
+        formula="n ~ L(n, 1) + w + k",
+        method="diff-gmm",
+        gmm={"n": (2, 4)},
+        collapse=True,
+        steps=2,
+        transform="fod",
+        time_effects=False,
+    ),
+    "diff_one_step_robust": dict(
+        formula="n ~ L(n, 1:2) + w + k", method="diff-gmm", gmm={"n": (2, None)}, steps=1, time_effects=False
+    ),
+    "diff_two_endogenous": dict(
+        formula="n ~ L(n, 1) + w + k", method="diff-gmm", gmm={"n": (2, 3), "w": (2, 3)}, steps=2
+    ),
 }
 
 

@@ -10,10 +10,21 @@ from causalcts.errors import CausalCTSError, DataWarning, MissingColumnError, Ra
 
 @pytest.fixture
 def week():
-    return pd.DataFrame({"team": ["a", "a", "b", "b"], "week": [1, 2, 1, 2], "developers": [8, 8, 4, 4],
-                         "crs_merged": [12, 16, 4, 6], "deployments": [10, 5, 2, 0], "rollbacks": [1, 1, 0, 0],
-                         "interventions": [2, 1, 1, 0], "pages": [3, 2, 4, 1], "oncall_builders": [2, 2, 1, 1],
-                         "dev_cost": [32000.0, 32000.0, 16000.0, 16000.0], "commits": [30, 20, 9, 7]})
+    return pd.DataFrame(
+        {
+            "team": ["a", "a", "b", "b"],
+            "week": [1, 2, 1, 2],
+            "developers": [8, 8, 4, 4],
+            "crs_merged": [12, 16, 4, 6],
+            "deployments": [10, 5, 2, 0],
+            "rollbacks": [1, 1, 0, 0],
+            "interventions": [2, 1, 1, 0],
+            "pages": [3, 2, 4, 1],
+            "oncall_builders": [2, 2, 1, 1],
+            "dev_cost": [32000.0, 32000.0, 16000.0, 16000.0],
+            "commits": [30, 20, 9, 7],
+        }
+    )
 
 
 def test_ratios(week):

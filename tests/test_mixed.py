@@ -28,7 +28,13 @@ from causalcts import datasets
 from causalcts.bayes.fastlogp import IntegratedPosterior
 from causalcts.bayes.integrated import group_stats
 from causalcts.bayes.mixed import default_prior_scales, prepare_mixed
-from causalcts.errors import CausalCTSError, ConvergenceWarning, MissingColumnError, MissingValueError, SpecificationError
+from causalcts.errors import (
+    CausalCTSError,
+    ConvergenceWarning,
+    MissingColumnError,
+    MissingValueError,
+    SpecificationError,
+)
 
 SLEEP = datasets.load("sleepstudy")
 DIETOX = datasets.load("dietox")
@@ -69,7 +75,9 @@ def test_dietox_reml_matches_lme4():
 def test_agrees_with_statsmodels_mixedlm(reml):
     """Two routes to the same maximum: our integrated likelihood and statsmodels MixedLM (dense)."""
     smf = pytest.importorskip("statsmodels.formula.api")
-    ref = smf.mixedlm("Reaction ~ Days", SLEEP, groups=SLEEP["Subject"], re_formula="~Days").fit(reml=reml, method="lbfgs")
+    ref = smf.mixedlm("Reaction ~ Days", SLEEP, groups=SLEEP["Subject"], re_formula="~Days").fit(
+        reml=reml, method="lbfgs"
+    )
     ours = causalcts.mixed("Reaction ~ Days + (Days | Subject)", SLEEP, method="reml" if reml else "ml")
     assert ours.llf == pytest.approx(ref.llf, abs=1e-4)  # both optimisers stop within 1e-6 of the optimum
     np.testing.assert_allclose(ours.params.to_numpy(), ref.fe_params.to_numpy(), rtol=1e-4)
@@ -81,13 +89,23 @@ def _posterior(formula, data=SLEEP, compiled=True):
     spec, y, X, Z, codes, labels = prepare_mixed(formula, data)
     st = group_stats(y, X, Z, codes)
     pri = default_prior_scales(y, X, Z, spec, {}, 1.0)
-    post = IntegratedPosterior(st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"],
-                               pri["lkj_eta"], compiled=compiled)
+    post = IntegratedPosterior(
+        st,
+        spec.correlated,
+        pri["beta_mu"],
+        pri["beta_sd"],
+        pri["sigma_sd"],
+        pri["re_sd"],
+        pri["lkj_eta"],
+        compiled=compiled,
+    )
     return post, spec, y, X, Z, codes
 
 
-@pytest.mark.parametrize("formula", ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)",
-                                     "Reaction ~ Days + (Days || Subject)"])
+@pytest.mark.parametrize(
+    "formula",
+    ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)", "Reaction ~ Days + (Days || Subject)"],
+)
 def test_integrated_likelihood_equals_dense_marginal(formula):
     """Sufficient statistics give exactly the dense multivariate normal marginal likelihood."""
     post, spec, y, X, Z, codes = _posterior(formula)
@@ -98,9 +116,12 @@ def test_integrated_likelihood_equals_dense_marginal(formula):
     Sig = np.diag(sd**2)
     if post.has_rho:
         Sig[0, 1] = Sig[1, 0] = np.tanh(z) * sd[0] * sd[1]
-    dense = sum(stats.multivariate_normal(X[codes == g] @ beta, Z[codes == g] @ Sig @ Z[codes == g].T
-                                          + np.exp(2 * v) * np.eye((codes == g).sum())).logpdf(y[codes == g])
-                for g in range(codes.max() + 1))
+    dense = sum(
+        stats.multivariate_normal(
+            X[codes == g] @ beta, Z[codes == g] @ Sig @ Z[codes == g].T + np.exp(2 * v) * np.eye((codes == g).sum())
+        ).logpdf(y[codes == g])
+        for g in range(codes.max() + 1)
+    )
     assert post.loglik(x) == pytest.approx(dense, abs=1e-8)
 
 
@@ -129,8 +150,16 @@ def test_compiled_and_numpy_log_density_agree():
 def test_nuts_plumbing_flags_trouble_with_tiny_runs():
     """A deliberately tiny run must raise ConvergenceWarning and set converged=False, not hide it."""
     with pytest.warns(ConvergenceWarning, match="ESS"):
-        r = causalcts.mixed("Reaction ~ Days + (Days | Subject)", SLEEP, method="nuts", chains=2, draws=30, tune=30,
-                            seed=3, team_effect_draws=5)
+        r = causalcts.mixed(
+            "Reaction ~ Days + (Days | Subject)",
+            SLEEP,
+            method="nuts",
+            chains=2,
+            draws=30,
+            tune=30,
+            seed=3,
+            team_effect_draws=5,
+        )
     assert r.converged is False
     assert {"r_hat", "ess_bulk", "ess_tail"} <= set(r.diagnostics.columns)
     post = r.idata.posterior
@@ -150,15 +179,17 @@ def test_nuts_is_reproducible_with_a_seed():
         a = causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, **kw)
         b = causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, **kw)
     np.testing.assert_array_equal(a.idata.posterior["beta"].values, b.idata.posterior["beta"].values)
-    np.testing.assert_array_equal(a.idata["team_effects"]["team_effect"].values,
-                                  b.idata["team_effects"]["team_effect"].values)
+    np.testing.assert_array_equal(
+        a.idata["team_effects"]["team_effect"].values, b.idata["team_effects"]["team_effect"].values
+    )
 
 
 def test_idata_saves_to_netcdf(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        r = causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, chains=1, draws=10, tune=10, seed=1,
-                            team_effect_draws=2)
+        r = causalcts.mixed(
+            "Reaction ~ Days + (1 | Subject)", SLEEP, chains=1, draws=10, tune=10, seed=1, team_effect_draws=2
+        )
     path = r.idata.to_netcdf(str(tmp_path / "fit.nc"))
     import arviz as az
 
@@ -175,12 +206,15 @@ def test_sleepstudy_posterior_means_near_reml(sleep_reml):
     assert (z.abs() < 0.25).all()
 
 
-@pytest.mark.parametrize("formula,exc,match", [
-    ("Reaction ~ Days", SpecificationError, "random-effects"),
-    ("Reaction ~ Days + (1 | Subject) + (1 | Days)", SpecificationError, "One grouping factor"),
-    ("Reaction ~ Hours + (1 | Subject)", MissingColumnError, "Hours"),
-    ("Reaction ~ log(Days) + (1 | Subject)", SpecificationError, "log"),
-])
+@pytest.mark.parametrize(
+    "formula,exc,match",
+    [
+        ("Reaction ~ Days", SpecificationError, "random-effects"),
+        ("Reaction ~ Days + (1 | Subject) + (1 | Days)", SpecificationError, "One grouping factor"),
+        ("Reaction ~ Hours + (1 | Subject)", MissingColumnError, "Hours"),
+        ("Reaction ~ log(Days) + (1 | Subject)", SpecificationError, "log"),
+    ],
+)
 def test_bad_formulas(formula, exc, match):
     with pytest.raises(exc, match=match):
         causalcts.mixed(formula, SLEEP, method="reml")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from causalcts.cli import main
+from causalcts.errors import CausalCTSError
 from causalcts.evaluation.montecarlo import (
     cell_seed,
     design_id,
@@ -17,7 +18,6 @@ from causalcts.evaluation.montecarlo import (
     summarize,
     summary_markdown,
 )
-from causalcts.errors import CausalCTSError
 
 TINY = textwrap.dedent("""
     [grid]
@@ -93,10 +93,24 @@ def test_summary_measures_and_mcse_by_hand():
     n = 400
     est = 1.0 + 0.1 + rng.normal(0, 0.5, n)
     se = np.full(n, 0.5)
-    df = pd.DataFrame({"design_id": "d", "replication": range(n), "method": "m", "term": "x", "estimate": est,
-                       "std_error": se, "lower90": est - 1.6449 * se, "upper90": est + 1.6449 * se,
-                       "lower95": est - 1.96 * se, "upper95": est + 1.96 * se, "truth": 1.0, "converged": True,
-                       "seconds": 0.0, "error": ""})
+    df = pd.DataFrame(
+        {
+            "design_id": "d",
+            "replication": range(n),
+            "method": "m",
+            "term": "x",
+            "estimate": est,
+            "std_error": se,
+            "lower90": est - 1.6449 * se,
+            "upper90": est + 1.6449 * se,
+            "lower95": est - 1.96 * se,
+            "upper95": est + 1.96 * se,
+            "truth": 1.0,
+            "converged": True,
+            "seconds": 0.0,
+            "error": "",
+        }
+    )
     s = summarize(df).iloc[0]
     assert s["bias"] == pytest.approx(np.mean(est - 1.0))
     assert s["bias_mcse"] == pytest.approx(np.std(est, ddof=1) / np.sqrt(n))

@@ -27,16 +27,36 @@ def telemetry(n_teams=3, n_weeks=4):
     rows = []
     for t in range(n_teams):
         for w in range(n_weeks):
-            rows.append(dict(team=f"t{t}", week=w, developers=5 + t, crs_merged=7 + w, deployments=4 + t + w,
-                             rollbacks=1, interventions=2, pages=3, oncall_builders=1,
-                             ai_share=0.1 * w, dev_cost=20000.0))
+            rows.append(
+                dict(
+                    team=f"t{t}",
+                    week=w,
+                    developers=5 + t,
+                    crs_merged=7 + w,
+                    deployments=4 + t + w,
+                    rollbacks=1,
+                    interventions=2,
+                    pages=3,
+                    oncall_builders=1,
+                    ai_share=0.1 * w,
+                    dev_cost=20000.0,
+                )
+            )
     return pd.DataFrame(rows)
 
 
 def test_all_errors_are_value_errors():
     assert issubclass(CausalCTSError, ValueError)
-    for cls in (MissingColumnError, DuplicateKeyError, NonNumericError, MissingValueError, RangeError,
-                EmptyPanelError, TooFewPeriodsError, CollinearityError):
+    for cls in (
+        MissingColumnError,
+        DuplicateKeyError,
+        NonNumericError,
+        MissingValueError,
+        RangeError,
+        EmptyPanelError,
+        TooFewPeriodsError,
+        CollinearityError,
+    ):
         assert issubclass(cls, CausalCTSError)
 
 
@@ -205,7 +225,7 @@ def test_lag_never_crosses_entities():
     p = Panel(df, columns=["x"])
     for k in range(1, 6):
         lag = p.lag("x", k).to_numpy()
-        assert np.all(np.isnan(lag[5:5 + k])) and np.all(np.isnan(lag[:k]))
+        assert np.all(np.isnan(lag[5 : 5 + k])) and np.all(np.isnan(lag[:k]))
 
 
 def test_per_builder_normalisation_and_zero_denominator():

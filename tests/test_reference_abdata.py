@@ -41,8 +41,17 @@ A1 = {  # term: (coefficient, robust SE), Arellano and Bond (1991) Table 4 (a1)
 
 @pytest.fixture(scope="module")
 def a1():
-    return causalcts.fit(FORMULA, DATA, entity="id", time="year", method="diff-gmm", time_effects=True,
-                         gmm={"n": (2, None)}, steps=1, cov="robust")
+    return causalcts.fit(
+        FORMULA,
+        DATA,
+        entity="id",
+        time="year",
+        method="diff-gmm",
+        time_effects=True,
+        gmm={"n": (2, None)},
+        steps=1,
+        cov="robust",
+    )
 
 
 @pytest.mark.parametrize("term", list(A1))
@@ -104,8 +113,17 @@ EX4 = {
 
 @pytest.fixture(scope="module")
 def ex4():
-    return causalcts.fit(FORMULA, DATA, entity="id", time="year", method="diff-gmm", time_effects=True,
-                         gmm={"n": (2, None)}, steps=2, cov="robust")
+    return causalcts.fit(
+        FORMULA,
+        DATA,
+        entity="id",
+        time="year",
+        method="diff-gmm",
+        time_effects=True,
+        gmm={"n": (2, None)},
+        steps=2,
+        cov="robust",
+    )
 
 
 @pytest.mark.parametrize("term", list(EX4))

@@ -12,9 +12,11 @@ from causalcts.errors import CausalCTSError
 
 def within_slope(df, y, x):
     """Slope of y on x after removing team and week means (balanced panels)."""
+
     def dm(v):
         v = v - df.groupby("team")[v.name].transform("mean")
         return v - v.groupby(df["week"]).transform("mean")
+
     yy, xx = dm(df[y]), dm(df[x])
     return float((xx * yy).sum() / (xx * xx).sum())
 
@@ -72,9 +74,14 @@ def test_gaussian_outcome_follows_the_equation():
     lag = p.lag("cr_velocity").to_numpy()
     a = t.teams.set_index("team").loc[p.data["team"], "team_effect_cr_velocity"].to_numpy()
     dd = p.data
-    resid = (dd["cr_velocity"] - a - t.persistence["cr_velocity"] * lag - t.effect["cr_velocity"] * dd["ai_share"]
-             - t.covariate_effects["rollback_rate"] * dd["rollback_rate"]
-             - t.covariate_effects["interventions_per_deploy"] * dd["interventions_per_deploy"]).dropna()
+    resid = (
+        dd["cr_velocity"]
+        - a
+        - t.persistence["cr_velocity"] * lag
+        - t.effect["cr_velocity"] * dd["ai_share"]
+        - t.covariate_effects["rollback_rate"] * dd["rollback_rate"]
+        - t.covariate_effects["interventions_per_deploy"] * dd["interventions_per_deploy"]
+    ).dropna()
     # 1,450 draws: the sample SD of N(0, 0.2^2) lies within 0.2 * (1 +- 4/sqrt(2*1450))
     assert abs(resid.std() - sim.design.noise_sd) < 4 * sim.design.noise_sd / np.sqrt(2 * len(resid))
     assert abs(resid.mean()) < 4 * sim.design.noise_sd / np.sqrt(len(resid))
@@ -181,15 +188,18 @@ def test_cts_equation_is_exact():
     np.testing.assert_allclose(np.log(d["dev_cost"] / d["deployments"]), d["log_cts"], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(persistence=1.0), "persistence"),
-    (dict(n_teams=1), "at least 2 teams"),
-    (dict(missing_weeks=0.95), "missing_weeks"),
-    (dict(noise_sd=-1.0), "noise_sd"),
-    (dict(effect={"velocity": 1.0}), "unknown outcome"),
-    (dict(outcome_model="poisson"), "outcome_model"),
-    (dict(effect_buildup=0.5), "effect_buildup"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(persistence=1.0), "persistence"),
+        (dict(n_teams=1), "at least 2 teams"),
+        (dict(missing_weeks=0.95), "missing_weeks"),
+        (dict(noise_sd=-1.0), "noise_sd"),
+        (dict(effect={"velocity": 1.0}), "unknown outcome"),
+        (dict(outcome_model="poisson"), "outcome_model"),
+        (dict(effect_buildup=0.5), "effect_buildup"),
+    ],
+)
 def test_bad_knobs_are_clear_errors(kwargs, match):
     with pytest.raises(CausalCTSError, match=match):
         simulate(**{"n_teams": 10, "n_weeks": 5, **kwargs})

@@ -39,17 +39,33 @@ from causalcts.errors import SpecificationError
 __all__ = ["fit_bayes_dynamic"]
 
 
-def fit_bayes_dynamic(formula: str, data, *, entity: str = "team", time_col: str = "week", time_effects: bool = True,
-                      random_slopes: list[str] | None = None, initial_conditions: bool = True,
-                      chains: int = 4, draws: int = 1000, tune: int = 1000, seed: int | None = None,
-                      priors: dict | None = None, prior_scale: float = 1.0, progressbar: bool = False,
-                      team_effect_draws: int = 100, sampler: str = "auto") -> BayesResults:
+def fit_bayes_dynamic(
+    formula: str,
+    data,
+    *,
+    entity: str = "team",
+    time_col: str = "week",
+    time_effects: bool = True,
+    random_slopes: list[str] | None = None,
+    initial_conditions: bool = True,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int | None = None,
+    priors: dict | None = None,
+    prior_scale: float = 1.0,
+    progressbar: bool = False,
+    team_effect_draws: int = 100,
+    sampler: str = "auto",
+) -> BayesResults:
     """Fit the Bayesian dynamic panel model (module docstring); called by ``causalcts.fit(method="bayes")``."""
     t0 = time.perf_counter()
     dep, terms = parse_formula(formula)
     outcome_lags = tuple(t.name for t in terms if t.variable == dep)
     if not outcome_lags:
-        raise SpecificationError("method='bayes' is the dynamic panel model: include a lag of the outcome, e.g. L(y, 1).")
+        raise SpecificationError(
+            "method='bayes' is the dynamic panel model: include a lag of the outcome, e.g. L(y, 1)."
+        )
     slopes = list(random_slopes or [])
     names = [t.name for t in terms]
     unknown = [s for s in slopes if s not in names]
@@ -57,8 +73,11 @@ def fit_bayes_dynamic(formula: str, data, *, entity: str = "team", time_col: str
         raise SpecificationError(f"random_slopes {unknown} are not regressors of the formula; regressors are {names}.")
     if len(slopes) > 1:
         raise SpecificationError("At most one random slope (with the random intercept) is supported.")
-    panel = data if isinstance(data, Panel) else Panel(data, entity=entity, time=time_col,
-                                                       columns=sorted({dep, *(t.variable for t in terms)}))
+    panel = (
+        data
+        if isinstance(data, Panel)
+        else Panel(data, entity=entity, time=time_col, columns=sorted({dep, *(t.variable for t in terms)}))
+    )
     arrays = panel_arrays(panel, dep, terms)
     ok = np.isfinite(arrays.y) & np.all(np.isfinite(arrays.X), axis=1)
     require_rows(int(ok.sum()), len(terms) + 2, "method='bayes'")
@@ -97,16 +116,49 @@ def fit_bayes_dynamic(formula: str, data, *, entity: str = "team", time_col: str
     order = np.argsort(codes, kind="stable")
     st = group_stats(y[order], Xf[order], Z[order], codes[order])
     labels = pd.Index(panel.entities[used_teams], name=panel.entity)
-    spec = MixedFormula(outcome=dep, fixed=tuple(fixed_names), random=tuple(re_names), group=panel.entity,
-                        correlated=bool(slopes))
+    spec = MixedFormula(
+        outcome=dep, fixed=tuple(fixed_names), random=tuple(re_names), group=panel.entity, correlated=bool(slopes)
+    )
     with warnings.catch_warnings():
-        res = _fit_nuts(spec, st, y[order], Xf[order], Z[order], labels, formula=formula, chains=chains, draws=draws,
-                        tune=tune, seed=seed, priors=priors or {}, prior_scale=prior_scale, sampler=sampler,
-                        progressbar=progressbar, team_effect_draws=team_effect_draws, t0=t0)
+        res = _fit_nuts(
+            spec,
+            st,
+            y[order],
+            Xf[order],
+            Z[order],
+            labels,
+            formula=formula,
+            chains=chains,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            priors=priors or {},
+            prior_scale=prior_scale,
+            sampler=sampler,
+            progressbar=progressbar,
+            team_effect_draws=team_effect_draws,
+            t0=t0,
+        )
     return BayesResults(
-        params=res.params, std_errors=res.std_errors, cov=res.cov, nobs=res.nobs, n_entities=res.n_entities,
-        method="bayes", formula=formula, cov_type="posterior", dist="normal", outcome_lags=outcome_lags,
-        cov_re=res.cov_re, scale=res.scale, idata=res.idata, diagnostics=res.diagnostics, converged=res.converged,
-        info={**dict(res.info), "time_effects": bool(time_effects), "initial_conditions": bool(initial_conditions),
-              "random_slopes": slopes},
+        params=res.params,
+        std_errors=res.std_errors,
+        cov=res.cov,
+        nobs=res.nobs,
+        n_entities=res.n_entities,
+        method="bayes",
+        formula=formula,
+        cov_type="posterior",
+        dist="normal",
+        outcome_lags=outcome_lags,
+        cov_re=res.cov_re,
+        scale=res.scale,
+        idata=res.idata,
+        diagnostics=res.diagnostics,
+        converged=res.converged,
+        info={
+            **dict(res.info),
+            "time_effects": bool(time_effects),
+            "initial_conditions": bool(initial_conditions),
+            "random_slopes": slopes,
+        },
     )

@@ -36,6 +36,7 @@ __all__ = ["IntegratedPosterior"]
 
 LOG2PI = float(np.log(2 * np.pi))
 
+
 def _numba_available() -> bool:
     try:
         import numba  # noqa: F401
@@ -60,8 +61,9 @@ def _jitted():
     return _JIT["kernel"], _JIT["logp"]
 
 
-def _kernel(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n, logdet_S,
-            g_beta, g_other):
+def _kernel(
+    beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n, logdet_S, g_beta, g_other
+):
     """Integrated log-likelihood and gradient by explicit loops over groups (compiled by numba).
 
     g_other receives [d/ds2, d/dsd0, d/dsd1, d/drho]."""
@@ -130,8 +132,31 @@ def _kernel(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx,
     return ll
 
 
-def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj_eta,
-               si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n, logdet_S, grad):
+def _logp_full(
+    x,
+    p,
+    q,
+    has_rho,
+    beta_mu,
+    beta_sd,
+    sigma_sd,
+    re_sd0,
+    re_sd1,
+    lkj_eta,
+    si00,
+    si01,
+    si11,
+    B0,
+    B1,
+    by0,
+    by1,
+    Sxx,
+    beta_w,
+    rss_min,
+    n,
+    logdet_S,
+    grad,
+):
     """Log posterior in unconstrained coordinates with its gradient written into ``grad``."""
     beta = x[:p]
     v = x[p]
@@ -142,8 +167,28 @@ def _logp_full(x, p, q, has_rho, beta_mu, beta_sd, sigma_sd, re_sd0, re_sd1, lkj
     rho = np.tanh(x[p + 1 + q]) if has_rho else 0.0
     g_beta = np.empty(p)
     g_other = np.empty(4)
-    ll = _KERNEL(beta, s2, sd0, sd1, rho, q, si00, si01, si11, B0, B1, by0, by1, Sxx, beta_w, rss_min, n,
-                     logdet_S, g_beta, g_other)
+    ll = _KERNEL(
+        beta,
+        s2,
+        sd0,
+        sd1,
+        rho,
+        q,
+        si00,
+        si01,
+        si11,
+        B0,
+        B1,
+        by0,
+        by1,
+        Sxx,
+        beta_w,
+        rss_min,
+        n,
+        logdet_S,
+        g_beta,
+        g_other,
+    )
     lp = ll
     for j in range(p):
         zb = (beta[j] - beta_mu[j]) / beta_sd[j]
@@ -206,7 +251,7 @@ class IntegratedPosterior:
         p, q = self.p, self.q
         beta = x[:p]
         v = x[p]
-        u = x[p + 1:p + 1 + q]
+        u = x[p + 1 : p + 1 + q]
         z = x[p + 1 + q] if self.has_rho else 0.0
         return beta, v, u, z
 
@@ -224,7 +269,7 @@ class IntegratedPosterior:
         x[: self.p] = self.st.beta_ols if np.all(np.isfinite(self.st.beta_ols)) else self.beta_mu
         resid_sd = np.sqrt(max(self.st.rss_w_min, 1e-12) / max(self.st.n - self.G * self.q, 1))
         x[self.p] = np.log(resid_sd) + rng.uniform(-0.5, 0.5)
-        x[self.p + 1:self.p + 1 + self.q] = np.log(self.re_sd * 0.3) + rng.uniform(-0.5, 0.5, self.q)
+        x[self.p + 1 : self.p + 1 + self.q] = np.log(self.re_sd * 0.3) + rng.uniform(-0.5, 0.5, self.q)
         if self.has_rho:
             x[-1] = rng.uniform(-0.5, 0.5)
         x[: self.p] += rng.uniform(-0.1, 0.1, self.p) * self.beta_sd * 0.01
@@ -286,7 +331,7 @@ class IntegratedPosterior:
         grad = np.empty(self.ndim)
         grad[: self.p] = g_beta
         grad[self.p] = g_s2 * 2 * s2
-        grad[self.p + 1:self.p + 1 + self.q] = g_sd * sd
+        grad[self.p + 1 : self.p + 1 + self.q] = g_sd * sd
         if self.has_rho:
             grad[-1] = g_rho * (1 - rho**2)
         return ll, grad
@@ -300,9 +345,28 @@ class IntegratedPosterior:
         g_beta = np.empty(self.p)
         g_other = np.empty(4)
         kernel, _ = _jitted()
-        ll = kernel(np.ascontiguousarray(beta, dtype=np.float64), s2, float(sd[0]), sd1, rho, self.q,
-                         self.si00, self._si01, self._si11, self.B0, self._B1, self.by0, self._by1, self.st.Sxx_w,
-                         self.st.beta_w, self.st.rss_w_min, float(self.st.n), self.st.logdet_S, g_beta, g_other)
+        ll = kernel(
+            np.ascontiguousarray(beta, dtype=np.float64),
+            s2,
+            float(sd[0]),
+            sd1,
+            rho,
+            self.q,
+            self.si00,
+            self._si01,
+            self._si11,
+            self.B0,
+            self._B1,
+            self.by0,
+            self._by1,
+            self.st.Sxx_w,
+            self.st.beta_w,
+            self.st.rss_w_min,
+            float(self.st.n),
+            self.st.logdet_S,
+            g_beta,
+            g_other,
+        )
         grad = np.empty(self.ndim)
         grad[: self.p] = g_beta
         grad[self.p] = g_other[0] * 2 * s2
@@ -324,10 +388,31 @@ class IntegratedPosterior:
         if self.compiled:
             grad = np.empty(self.ndim)
             _, logp_jit = _jitted()
-            lp = logp_jit(np.ascontiguousarray(x, dtype=np.float64), self.p, self.q, self.has_rho, self.beta_mu,
-                           self.beta_sd, self.sigma_sd, float(self.re_sd[0]), float(self.re_sd[-1]), self.lkj_eta,
-                           self.si00, self._si01, self._si11, self.B0, self._B1, self.by0, self._by1, self.st.Sxx_w,
-                           self.st.beta_w, self.st.rss_w_min, float(self.st.n), self.st.logdet_S, grad)
+            lp = logp_jit(
+                np.ascontiguousarray(x, dtype=np.float64),
+                self.p,
+                self.q,
+                self.has_rho,
+                self.beta_mu,
+                self.beta_sd,
+                self.sigma_sd,
+                float(self.re_sd[0]),
+                float(self.re_sd[-1]),
+                self.lkj_eta,
+                self.si00,
+                self._si01,
+                self._si11,
+                self.B0,
+                self._B1,
+                self.by0,
+                self._by1,
+                self.st.Sxx_w,
+                self.st.beta_w,
+                self.st.rss_w_min,
+                float(self.st.n),
+                self.st.logdet_S,
+                grad,
+            )
             if not (np.isfinite(lp) and np.all(np.isfinite(grad))):
                 return -np.inf, np.zeros(self.ndim)  # nutpie treats this as a divergence
             return float(lp), grad
@@ -340,10 +425,10 @@ class IntegratedPosterior:
         lp += -0.5 * (sigma / self.sigma_sd) ** 2 + v
         g[self.p] += -((sigma / self.sigma_sd) ** 2) + 1.0
         lp += float((-0.5 * (sd / self.re_sd) ** 2 + u).sum())
-        g[self.p + 1:self.p + 1 + self.q] += -((sd / self.re_sd) ** 2) + 1.0
+        g[self.p + 1 : self.p + 1 + self.q] += -((sd / self.re_sd) ** 2) + 1.0
         if self.has_rho:
             rho = np.tanh(z)
-            lp += self.lkj_eta * np.log1p(-rho**2)
+            lp += self.lkj_eta * np.log1p(-(rho**2))
             g[-1] += -2.0 * self.lkj_eta * rho
         if not (np.isfinite(lp) and np.all(np.isfinite(g))):
             return -np.inf, np.zeros_like(g)

@@ -91,8 +91,21 @@ def group_stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, group_codes: np.nda
     beta_w, *_ = np.linalg.lstsq(X_w, y_w, rcond=1e-10)
     r = y_w - X_w @ beta_w
     beta_ols, *_ = np.linalg.lstsq(X, y, rcond=None)
-    return GroupStats(n=len(y), p=X.shape[1], q=q, S=S, S_inv=S_inv, logdet_S=float(logdet.sum()), by=by, B=B,
-                      Sxx_w=Sxx_w, beta_w=beta_w, rss_w_min=float(r @ r), n_per_group=n_g, beta_ols=beta_ols)
+    return GroupStats(
+        n=len(y),
+        p=X.shape[1],
+        q=q,
+        S=S,
+        S_inv=S_inv,
+        logdet_S=float(logdet.sum()),
+        by=by,
+        B=B,
+        Sxx_w=Sxx_w,
+        beta_w=beta_w,
+        rss_w_min=float(r @ r),
+        n_per_group=n_g,
+        beta_ols=beta_ols,
+    )
 
 
 def lambda_from_theta(theta: np.ndarray, q: int, correlated: bool) -> np.ndarray:

@@ -36,7 +36,7 @@ def make_jax_logp(post: IntegratedPosterior):
     def logp(x):
         beta = x[:p]
         v = x[p]
-        u = x[p + 1:p + 1 + q]
+        u = x[p + 1 : p + 1 + q]
         s2 = jnp.exp(2 * v)
         sd = jnp.exp(u)
         rho = jnp.tanh(x[p + 1 + q]) if has_rho else 0.0
@@ -76,8 +76,9 @@ def sample_numpyro(post: IntegratedPosterior, *, coords, dims, chains, draws, tu
 
     logp = make_jax_logp(post)
     kernel = NUTS(potential_fn=lambda x: -logp(x))
-    mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains, chain_method="vectorized",
-                progress_bar=False)
+    mcmc = MCMC(
+        kernel, num_warmup=tune, num_samples=draws, num_chains=chains, chain_method="vectorized", progress_bar=False
+    )
     init = jnp.stack([jnp.asarray(post.initial_point(int(seed or 0) + c)) for c in range(chains)])
     mcmc.run(jax.random.PRNGKey(int(seed or 0)), init_params=init, extra_fields=("diverging",))
     x = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chains, draws, ndim)
@@ -85,5 +86,9 @@ def sample_numpyro(post: IntegratedPosterior, *, coords, dims, chains, draws, tu
     expanded = [[post.expand(x[c, d]) for d in range(x.shape[1])] for c in range(x.shape[0])]
     names = list(expanded[0][0])
     posterior = {k: np.array([[e[k] for e in row] for row in expanded]) for k in names}
-    return az.from_dict(posterior=posterior, sample_stats={"diverging": div}, coords=coords,
-                        dims={k: list(v) for k, v in dims.items() if k in names})
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats={"diverging": div},
+        coords=coords,
+        dims={k: list(v) for k, v in dims.items() if k in names},
+    )

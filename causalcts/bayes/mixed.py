@@ -54,8 +54,10 @@ def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
         conv = pd.to_numeric(s, errors="coerce")
         bad = conv.isna() & s.notna()
         if bad.any():
-            raise NonNumericError(f"Column {col!r} must be numeric but holds {list(pd.unique(s[bad]))[:3]} in "
-                                  f"{describe_rows(s.index[bad])}.")
+            raise NonNumericError(
+                f"Column {col!r} must be numeric but holds {list(pd.unique(s[bad]))[:3]} in "
+                f"{describe_rows(s.index[bad])}."
+            )
         s = conv
     return s.to_numpy(dtype=float)
 
@@ -78,15 +80,18 @@ def prepare_mixed(formula: str | MixedFormula, data: pd.DataFrame, *, dropna: bo
     for c in num_cols:
         nb = ~np.isfinite(vals[c])
         if nb.any() and not dropna:
-            raise MissingValueError(f"Column {c!r} has NaN or infinite values in {describe_rows(frame.index[nb])}; "
-                                    "fix them or pass dropna=True.")
+            raise MissingValueError(
+                f"Column {c!r} has NaN or infinite values in {describe_rows(frame.index[nb])}; "
+                "fix them or pass dropna=True."
+            )
         bad |= nb
     gbad = frame[spec.group].isna().to_numpy()
     if gbad.any():
         raise MissingValueError(f"The grouping column {spec.group!r} is missing in {describe_rows(frame.index[gbad])}.")
     if bad.any():
-        warnings.warn(f"Dropped {int(bad.sum())} of {len(bad)} rows with NaN or infinite values.", DataWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"Dropped {int(bad.sum())} of {len(bad)} rows with NaN or infinite values.", DataWarning, stacklevel=3
+        )
     keep = ~bad
     codes, labels = pd.factorize(frame[spec.group].to_numpy()[keep], sort=True)
     order = np.argsort(codes, kind="stable")
@@ -97,7 +102,9 @@ def prepare_mixed(formula: str | MixedFormula, data: pd.DataFrame, *, dropna: bo
 
     X, Z = design(spec.fixed), design(spec.random)
     if len(labels) < 2:
-        raise EmptyPanelError(f"The grouping column {spec.group!r} has {len(labels)} level(s); a mixed model needs at least 2.")
+        raise EmptyPanelError(
+            f"The grouping column {spec.group!r} has {len(labels)} level(s); a mixed model needs at least 2."
+        )
     return spec, y, X, Z, codes[order], pd.Index(labels, name=spec.group)
 
 
@@ -119,7 +126,9 @@ def _fit_likelihood(spec, st: GroupStats, reml: bool):
     f = lambda th: profiled_deviance(th, st, spec.correlated, reml)[0]  # noqa: E731
     best = None
     for start in (x0, x0 * 0.3, x0 * 3.0):
-        res = optimize.minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
+        res = optimize.minimize(
+            f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000}
+        )
         if best is None or res.fun < best.fun:
             best = res
     res = optimize.minimize(f, best.x, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
@@ -200,16 +209,45 @@ def mixed(
         cov_re = pd.DataFrame(sigma2 * info["Lam"], index=re_names, columns=re_names)
         blups = conditional_modes(st, info["beta"], info["Lam"], info["Cinv"])
         return BayesResults(
-            params=pd.Series(info["beta"], index=names), std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
-            cov=pd.DataFrame(V, index=names, columns=names), nobs=st.n, n_entities=len(labels), method=method,
-            formula=formula, cov_type="model-based", dist="normal", cov_re=cov_re, scale=float(sigma2),
-            llf=-dev / 2.0, random_effects=pd.DataFrame(blups, index=labels, columns=re_names),
-            info={"theta": theta.tolist(), "criterion": "REML" if method == "reml" else "ML", "deviance": dev,
-                  "seconds": time.perf_counter() - t0},
+            params=pd.Series(info["beta"], index=names),
+            std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
+            cov=pd.DataFrame(V, index=names, columns=names),
+            nobs=st.n,
+            n_entities=len(labels),
+            method=method,
+            formula=formula,
+            cov_type="model-based",
+            dist="normal",
+            cov_re=cov_re,
+            scale=float(sigma2),
+            llf=-dev / 2.0,
+            random_effects=pd.DataFrame(blups, index=labels, columns=re_names),
+            info={
+                "theta": theta.tolist(),
+                "criterion": "REML" if method == "reml" else "ML",
+                "deviance": dev,
+                "seconds": time.perf_counter() - t0,
+            },
         )
-    return _fit_nuts(spec, st, y, X, Z, labels, formula=formula, chains=chains, draws=draws, tune=tune, seed=seed,
-                     priors=priors or {}, prior_scale=prior_scale, sampler=sampler, progressbar=progressbar,
-                     team_effect_draws=team_effect_draws, t0=t0)
+    return _fit_nuts(
+        spec,
+        st,
+        y,
+        X,
+        Z,
+        labels,
+        formula=formula,
+        chains=chains,
+        draws=draws,
+        tune=tune,
+        seed=seed,
+        priors=priors or {},
+        prior_scale=prior_scale,
+        sampler=sampler,
+        progressbar=progressbar,
+        team_effect_draws=team_effect_draws,
+        t0=t0,
+    )
 
 
 def default_prior_scales(y, X, Z, spec, priors, prior_scale):
@@ -220,19 +258,35 @@ def default_prior_scales(y, X, Z, spec, priors, prior_scale):
     p = {"beta_scale": 2.5, "intercept_scale": 10.0, "sigma_scale": 1.0, "re_scale": 1.0, "lkj_eta": 2.0, **priors}
     unknown = set(priors) - {"beta_scale", "intercept_scale", "sigma_scale", "re_scale", "lkj_eta"} - absolute
     if unknown:
-        raise CausalCTSError(f"Unknown prior setting(s) {sorted(unknown)}; use beta_scale, intercept_scale, "
-                             "sigma_scale, re_scale or lkj_eta (relative to the data's scale), or beta_mu, beta_sd, "
-                             "sigma_sd and re_sd (absolute).")
+        raise CausalCTSError(
+            f"Unknown prior setting(s) {sorted(unknown)}; use beta_scale, intercept_scale, "
+            "sigma_scale, re_scale or lkj_eta (relative to the data's scale), or beta_mu, beta_sd, "
+            "sigma_sd and re_sd (absolute)."
+        )
     beta_mu = np.array([float(np.mean(y)) if n == "Intercept" else 0.0 for n in spec.fixed])
-    beta_sd = np.array([p["intercept_scale"] * s_y if n == "Intercept" else p["beta_scale"] * s_y / sx[j]
-                        for j, n in enumerate(spec.fixed)]) * prior_scale
-    out = dict(beta_mu=beta_mu, beta_sd=beta_sd, sigma_sd=p["sigma_scale"] * s_y * prior_scale,
-               re_sd=p["re_scale"] * s_y / sz * prior_scale, lkj_eta=p["lkj_eta"])
+    beta_sd = (
+        np.array(
+            [
+                p["intercept_scale"] * s_y if n == "Intercept" else p["beta_scale"] * s_y / sx[j]
+                for j, n in enumerate(spec.fixed)
+            ]
+        )
+        * prior_scale
+    )
+    out = dict(
+        beta_mu=beta_mu,
+        beta_sd=beta_sd,
+        sigma_sd=p["sigma_scale"] * s_y * prior_scale,
+        re_sd=p["re_scale"] * s_y / sz * prior_scale,
+        lkj_eta=p["lkj_eta"],
+    )
     for key in absolute & set(priors):  # absolute settings replace the data-scaled defaults
         val = np.asarray(priors[key], dtype=float)
         expected = {"beta_mu": len(spec.fixed), "beta_sd": len(spec.fixed), "re_sd": len(spec.random)}.get(key)
         if expected is not None and val.shape != (expected,):
-            raise CausalCTSError(f"priors[{key!r}] needs {expected} values, in the order {list(spec.fixed) if key.startswith('beta') else list(spec.random)}.")
+            raise CausalCTSError(
+                f"priors[{key!r}] needs {expected} values, in the order {list(spec.fixed) if key.startswith('beta') else list(spec.random)}."
+            )
         out[key] = val if expected is not None else float(val)
     return out
 
@@ -248,9 +302,13 @@ def build_pymc_model(st: GroupStats, spec: MixedFormula, pri: dict, names, re_na
         beta = pm.Normal("beta", mu=pri["beta_mu"], sigma=pri["beta_sd"], dims="term")
         sigma = pm.HalfNormal("sigma", sigma=pri["sigma_sd"])
         if spec.correlated and q > 1:
-            chol, corr, sds = pm.LKJCholeskyCov("re_chol", n=q, eta=pri["lkj_eta"],
-                                                 sd_dist=pm.HalfNormal.dist(sigma=pri["re_sd"], shape=q),
-                                                 compute_corr=True)
+            chol, corr, sds = pm.LKJCholeskyCov(
+                "re_chol",
+                n=q,
+                eta=pri["lkj_eta"],
+                sd_dist=pm.HalfNormal.dist(sigma=pri["re_sd"], shape=q),
+                compute_corr=True,
+            )
             pm.Deterministic("re_sd", sds, dims="re_term")
             pm.Deterministic("re_corr", corr[0, 1] if q == 2 else corr)
             Sigma = chol @ chol.T
@@ -277,7 +335,9 @@ def build_pymc_model(st: GroupStats, spec: MixedFormula, pri: dict, names, re_na
         if w is None:  # pragma: no cover
             w = pt.as_tensor_variable(st.by) - (Bc * beta[None, None, :]).sum(-1)
         dvec = beta - st.beta_w
-        quad = st.rss_w_min + dvec @ pt.as_tensor_variable(st.Sxx_w) @ dvec + (w[:, :, None] * Cinv * w[:, None, :]).sum()
+        quad = (
+            st.rss_w_min + dvec @ pt.as_tensor_variable(st.Sxx_w) @ dvec + (w[:, :, None] * Cinv * w[:, None, :]).sum()
+        )
         loglik = -0.5 * (st.n * pt.log(2 * np.pi * s2) + st.logdet_S + logdet_C.sum() + quad / s2)
         pm.Potential("integrated_loglik", loglik)
         pm.Deterministic("loglik", loglik)
@@ -300,16 +360,42 @@ def sample_model(model, *, chains, draws, tune, seed, sampler, progressbar):
         import nutpie
 
         compiled = nutpie.compile_pymc_model(model)
-        return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar,
-                             cores=min(chains, 2)), "nutpie"
+        return nutpie.sample(
+            compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progressbar, cores=min(chains, 2)
+        ), "nutpie"
     with model:
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2), random_seed=seed,
-                          progressbar=progressbar, compute_convergence_checks=False)
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=min(chains, 2),
+            random_seed=seed,
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+        )
     return idata, "pymc"
 
 
-def _fit_nuts(spec, st, y, X, Z, labels, *, formula, chains, draws, tune, seed, priors, prior_scale, sampler,
-              progressbar, team_effect_draws, t0):
+def _fit_nuts(
+    spec,
+    st,
+    y,
+    X,
+    Z,
+    labels,
+    *,
+    formula,
+    chains,
+    draws,
+    tune,
+    seed,
+    priors,
+    prior_scale,
+    sampler,
+    progressbar,
+    team_effect_draws,
+    t0,
+):
     import xarray as xr
 
     names, re_names = list(spec.fixed), list(spec.random)
@@ -323,23 +409,39 @@ def _fit_nuts(spec, st, y, X, Z, labels, *, formula, chains, draws, tune, seed, 
         if sampler == "numpyro":
             from causalcts.bayes.jaxlogp import sample_numpyro
 
-            logpost = IntegratedPosterior(st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"],
-                                          pri["re_sd"], pri["lkj_eta"])
-            idata = sample_numpyro(logpost, coords={"term": names, "re_term": re_names},
-                                   dims={"beta": ("term",), "re_sd": ("re_term",)}, chains=chains, draws=draws,
-                                   tune=tune, seed=seed)
+            logpost = IntegratedPosterior(
+                st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"], pri["lkj_eta"]
+            )
+            idata = sample_numpyro(
+                logpost,
+                coords={"term": names, "re_term": re_names},
+                dims={"beta": ("term",), "re_sd": ("re_term",)},
+                chains=chains,
+                draws=draws,
+                tune=tune,
+                seed=seed,
+            )
             used = "numpyro (JAX log-density)"
         elif fast:
-            logpost = IntegratedPosterior(st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"],
-                                          pri["re_sd"], pri["lkj_eta"])
-            idata = sample_numpy_posterior(logpost, coords={"term": names, "re_term": re_names},
-                                           dims={"beta": ("term",), "re_sd": ("re_term",)}, chains=chains,
-                                           draws=draws, tune=tune, seed=seed, progressbar=progressbar)
+            logpost = IntegratedPosterior(
+                st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"], pri["lkj_eta"]
+            )
+            idata = sample_numpy_posterior(
+                logpost,
+                coords={"term": names, "re_term": re_names},
+                dims={"beta": ("term",), "re_sd": ("re_term",)},
+                chains=chains,
+                draws=draws,
+                tune=tune,
+                seed=seed,
+                progressbar=progressbar,
+            )
             used = "nutpie (NumPy log-density)"
         else:
             model = build_pymc_model(st, spec, pri, names, re_names)
-            idata, used = sample_model(model, chains=chains, draws=draws, tune=tune, seed=seed, sampler=sampler,
-                                       progressbar=progressbar)
+            idata, used = sample_model(
+                model, chains=chains, draws=draws, tune=tune, seed=seed, sampler=sampler, progressbar=progressbar
+            )
     post = idata.posterior
     beta = post["beta"].values.reshape(-1, len(names))
     sigma = post["sigma"].values.ravel()
@@ -364,12 +466,30 @@ def _fit_nuts(spec, st, y, X, Z, labels, *, formula, chains, draws, tune, seed, 
     )
     V = np.atleast_2d(np.cov(beta, rowvar=False))
     return BayesResults(
-        params=pd.Series(beta.mean(axis=0), index=names), std_errors=pd.Series(beta.std(axis=0, ddof=1), index=names),
-        cov=pd.DataFrame(V, index=names, columns=names), nobs=st.n, n_entities=len(labels), method="nuts",
-        formula=formula, cov_type="posterior", dist="normal", cov_re=cov_re, scale=float((sigma**2).mean()),
-        idata=idata, diagnostics=diag, converged=ok,
-        info={"sampler": used, "divergences": div, "seconds": time.perf_counter() - t0, "chains": chains,
-              "draws": draws, "tune": tune, "seed": seed, "prior_scale": prior_scale},
+        params=pd.Series(beta.mean(axis=0), index=names),
+        std_errors=pd.Series(beta.std(axis=0, ddof=1), index=names),
+        cov=pd.DataFrame(V, index=names, columns=names),
+        nobs=st.n,
+        n_entities=len(labels),
+        method="nuts",
+        formula=formula,
+        cov_type="posterior",
+        dist="normal",
+        cov_re=cov_re,
+        scale=float((sigma**2).mean()),
+        idata=idata,
+        diagnostics=diag,
+        converged=ok,
+        info={
+            "sampler": used,
+            "divergences": div,
+            "seconds": time.perf_counter() - t0,
+            "chains": chains,
+            "draws": draws,
+            "tune": tune,
+            "seed": seed,
+            "prior_scale": prior_scale,
+        },
     )
 
 
@@ -390,8 +510,10 @@ def sample_numpy_posterior(logpost, *, coords, dims, chains, draws, tune, seed, 
     names = list(example)
     model = from_pyfunc(
         logpost.ndim,
-        make_logp_fn=lambda: (lambda x, **_: logpost.logp(np.asarray(x))),
-        make_expand_fn=lambda *a: (lambda x, **_: {k: np.asarray(v, dtype=np.float64) for k, v in logpost.expand(np.asarray(x)).items()}),
+        make_logp_fn=lambda: lambda x, **_: logpost.logp(np.asarray(x)),
+        make_expand_fn=lambda *a: (
+            lambda x, **_: {k: np.asarray(v, dtype=np.float64) for k, v in logpost.expand(np.asarray(x)).items()}
+        ),
         expanded_dtypes=[np.dtype("float64")] * len(names),
         expanded_shapes=[np.shape(example[k]) for k in names],
         expanded_names=names,
@@ -399,8 +521,15 @@ def sample_numpy_posterior(logpost, *, coords, dims, chains, draws, tune, seed, 
         dims={k: v for k, v in dims.items() if k in names},
         make_initial_point_fn=lambda s: logpost.initial_point(int(s) % (2**32)),
     )
-    return nutpie.sample(model, draws=draws, tune=tune, chains=chains, cores=min(chains, 2),
-                         seed=0 if seed is None else int(seed), progress_bar=progressbar)
+    return nutpie.sample(
+        model,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=min(chains, 2),
+        seed=0 if seed is None else int(seed),
+        progress_bar=progressbar,
+    )
 
 
 def _unpack(packed: np.ndarray, q: int) -> np.ndarray:
@@ -437,8 +566,16 @@ def _add_team_effects(idata, st: GroupStats, labels, re_names, chains, per_chain
             cov = conditional_cov(st, Lam, Cinv, s2)
             Lc = np.linalg.cholesky(cov + 1e-12 * np.eye(q)[None])
             out[c, j] = mean + np.einsum("gij,gj->gi", Lc, rng.standard_normal((len(labels), q)))
-    idata.add_groups({"team_effects": xr.Dataset(
-        {"team_effect": (("chain", "draw", labels.name or "group", "re_term"), out)},
-        coords={"chain": post["chain"].values, "draw": post["draw"].values[take],
-                labels.name or "group": labels.astype(str).to_numpy(), "re_term": re_names},
-    )})
+    idata.add_groups(
+        {
+            "team_effects": xr.Dataset(
+                {"team_effect": (("chain", "draw", labels.name or "group", "re_term"), out)},
+                coords={
+                    "chain": post["chain"].values,
+                    "draw": post["draw"].values[take],
+                    labels.name or "group": labels.astype(str).to_numpy(),
+                    "re_term": re_names,
+                },
+            )
+        }
+    )

@@ -64,15 +64,24 @@ class BayesResults(EstimationResults):
         if self.idata is None or not self.outcome_lags:
             return super().long_run(variable, level)
         post = self.idata.posterior["beta"]
-        terms = [t for t in post.coords["term"].values if t == variable or (t.startswith("L") and t.split(".", 1)[-1] == variable)]
+        terms = [
+            t
+            for t in post.coords["term"].values
+            if t == variable or (t.startswith("L") and t.split(".", 1)[-1] == variable)
+        ]
         terms = [t for t in terms if t not in self.outcome_lags]
         if not terms:
             return super().long_run(variable, level)
         rho = post.sel(term=list(self.outcome_lags)).sum("term")
         lr = (post.sel(term=terms).sum("term") / (1 - rho)).values.ravel()
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-        return {"estimate": float(lr.mean()), "std_error": float(lr.std(ddof=1)),
-                "lower": float(np.quantile(lr, lo)), "upper": float(np.quantile(lr, hi)), "level": level}
+        return {
+            "estimate": float(lr.mean()),
+            "std_error": float(lr.std(ddof=1)),
+            "lower": float(np.quantile(lr, lo)),
+            "upper": float(np.quantile(lr, hi)),
+            "level": level,
+        }
 
     def summary(self) -> str:
         text = super().summary()
@@ -84,9 +93,11 @@ class BayesResults(EstimationResults):
         if self.llf is not None:
             extra.append(f"Log-likelihood: {self.llf:.6g}")
         if self.diagnostics is not None:
-            extra.append(f"Converged: {self.converged} (max R-hat {self.diagnostics['r_hat'].max():.4f}, "
-                         f"min bulk ESS {self.diagnostics['ess_bulk'].min():.0f}, "
-                         f"divergences {int(self.info.get('divergences', 0))})")
+            extra.append(
+                f"Converged: {self.converged} (max R-hat {self.diagnostics['r_hat'].max():.4f}, "
+                f"min bulk ESS {self.diagnostics['ess_bulk'].min():.0f}, "
+                f"divergences {int(self.info.get('divergences', 0))})"
+            )
         return "\n".join([text, *extra])
 
 
@@ -106,9 +117,15 @@ def diagnose(idata, var_names: list[str], *, label: str = "model") -> tuple[pd.D
     if (diag["r_hat"] > RHAT_MAX).any():
         problems.append(f"R-hat up to {diag['r_hat'].max():.3f} (> {RHAT_MAX})")
     if (diag["ess_bulk"] < ess_min).any() or (diag["ess_tail"] < ess_min).any():
-        problems.append(f"bulk ESS as low as {diag['ess_bulk'].min():.0f} and tail ESS as low as "
-                        f"{diag['ess_tail'].min():.0f} (< {ess_min})")
+        problems.append(
+            f"bulk ESS as low as {diag['ess_bulk'].min():.0f} and tail ESS as low as "
+            f"{diag['ess_tail'].min():.0f} (< {ess_min})"
+        )
     if problems:
-        warnings.warn(f"The {label} sampler did not converge cleanly: {'; '.join(problems)}. Treat the estimates "
-                      "with caution; run more draws or tune longer.", ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"The {label} sampler did not converge cleanly: {'; '.join(problems)}. Treat the estimates "
+            "with caution; run more draws or tune longer.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     return diag, not problems, div

@@ -4,4 +4,12 @@ but :mod:`causalcts.errors`."""
 from causalcts.data.panel import Panel, check_full_rank, lag_name
 from causalcts.data.schema import COUNT_COLUMNS, NONNEGATIVE_COLUMNS, SHARE_COLUMNS, TELEMETRY_SCHEMA
 
-__all__ = ["COUNT_COLUMNS", "NONNEGATIVE_COLUMNS", "Panel", "SHARE_COLUMNS", "TELEMETRY_SCHEMA", "check_full_rank", "lag_name"]
+__all__ = [
+    "COUNT_COLUMNS",
+    "NONNEGATIVE_COLUMNS",
+    "Panel",
+    "SHARE_COLUMNS",
+    "TELEMETRY_SCHEMA",
+    "check_full_rank",
+    "lag_name",
+]

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from causalcts.data.formula import Term
 from causalcts.data.panel import Panel
 from causalcts.errors import MissingColumnError, TooFewPeriodsError
-from causalcts.data.formula import Term
 
 __all__ = ["PanelArrays", "panel_arrays", "require_rows"]
 
@@ -40,8 +40,9 @@ def panel_arrays(panel: Panel, dep: str, terms: list[Term]) -> PanelArrays:
     max_lag = max([t.lag for t in terms] + [0])
     panel.require_periods(max_lag + 2, why=f"lags up to {max_lag}")
     y = panel.column(dep).to_numpy(dtype=float)
-    X = np.column_stack([panel.lag(t.variable, t.lag).to_numpy() if t.lag else panel.column(t.variable).to_numpy()
-                         for t in terms])
+    X = np.column_stack(
+        [panel.lag(t.variable, t.lag).to_numpy() if t.lag else panel.column(t.variable).to_numpy() for t in terms]
+    )
     return PanelArrays(panel, y, X, [t.name for t in terms], panel.entity_codes, panel.periods)
 
 

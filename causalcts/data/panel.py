@@ -191,7 +191,9 @@ class Panel:
         frame = frame.copy()
         ent = frame[entity]
         if ent.isna().any():
-            raise MissingValueError(f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}.")
+            raise MissingValueError(
+                f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}."
+            )
         period, step = _time_to_period(frame[time], time)
         self._check_duplicates(frame, entity, time)
 
@@ -375,10 +377,7 @@ class Panel:
     def __repr__(self) -> str:
         kind = "balanced" if self.is_balanced else "unbalanced"
         gaps = ", with gaps" if self.has_gaps else ""
-        return (
-            f"Panel({self.n_entities} {self.entity} x {self.n_periods} {self.time}, {self.nobs} rows, "
-            f"{kind}{gaps})"
-        )
+        return f"Panel({self.n_entities} {self.entity} x {self.n_periods} {self.time}, {self.nobs} rows, {kind}{gaps})"
 
     # ------------------------------------------------------------------ column access and checks
     def column(self, name: str) -> pd.Series:
@@ -420,7 +419,9 @@ class Panel:
             return self.column(column).to_numpy(dtype=float)
         arr = np.asarray(column, dtype=float)
         if arr.shape != (self.nobs,):
-            raise MissingColumnError(f"An array of {arr.shape} values does not align with the panel's {self.nobs} rows.")
+            raise MissingColumnError(
+                f"An array of {arr.shape} values does not align with the panel's {self.nobs} rows."
+            )
         return arr
 
     def lag(self, column: str | np.ndarray, k: int = 1) -> pd.Series:
@@ -459,7 +460,9 @@ class Panel:
         den = self.column(by).to_numpy()
         zero = den == 0
         if zero.any():
-            raise RangeError(f"Cannot normalise {column!r} by {by!r}: {by!r} is zero in {describe_rows(np.flatnonzero(zero))}.")
+            raise RangeError(
+                f"Cannot normalise {column!r} by {by!r}: {by!r} is zero in {describe_rows(np.flatnonzero(zero))}."
+            )
         return pd.Series(num / den, index=self._frame.index, name=f"{column}_per_{by}")
 
     def entity_means(self, column: str | np.ndarray) -> pd.Series:

@@ -8,11 +8,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from causalcts.data.design import panel_arrays, require_rows
+from causalcts.data.formula import Term, parse_formula
 from causalcts.data.panel import Panel
 from causalcts.errors import CausalCTSError, MissingColumnError, SpecificationError, check_option
 from causalcts.estimators.bias import bias_corrected_within, half_panel_jackknife
-from causalcts.data.design import panel_arrays, require_rows
-from causalcts.data.formula import Term, parse_formula
 from causalcts.estimators.gmm import GMMSpec, gmm_fit
 from causalcts.estimators.linear import pooled_ols, within_ols
 from causalcts.results.base import EstimationResults
@@ -141,8 +141,15 @@ def fit(
     gmm_vars = set((gmm or {}).keys())
     iv_terms = _parse_iv(iv, dep, terms, gmm_vars | {dep})
     level_terms = _parse_iv(level_iv, dep, [], set()) if level_iv else []
-    used = sorted({dep, *(t.variable for t in terms), *gmm_vars, *(t.variable for t in iv_terms),
-                   *(t.variable for t in level_terms)})
+    used = sorted(
+        {
+            dep,
+            *(t.variable for t in terms),
+            *gmm_vars,
+            *(t.variable for t in iv_terms),
+            *(t.variable for t in level_terms),
+        }
+    )
     panel = _as_panel(data, entity, time, used)
     if method in ("pooled", "within", "jackknife", "bias-corrected"):
         arrays = panel_arrays(panel, dep, terms)
@@ -151,17 +158,56 @@ def fit(
         y, X, codes, periods = arrays.y[ok], arrays.X[ok], arrays.codes[ok], arrays.periods[ok]
         n_ent = len(np.unique(codes))
         if method == "pooled":
-            return pooled_ols(y, X, arrays.names, codes, periods, time_effects=time_effects, cov=cov,
-                              formula=formula, n_entities=n_ent, outcome_lags=outcome_lags)
+            return pooled_ols(
+                y,
+                X,
+                arrays.names,
+                codes,
+                periods,
+                time_effects=time_effects,
+                cov=cov,
+                formula=formula,
+                n_entities=n_ent,
+                outcome_lags=outcome_lags,
+            )
         if method == "within":
-            return within_ols(y, X, arrays.names, codes, periods, time_effects=time_effects, cov=cov,
-                              formula=formula, outcome_lags=outcome_lags)
+            return within_ols(
+                y,
+                X,
+                arrays.names,
+                codes,
+                periods,
+                time_effects=time_effects,
+                cov=cov,
+                formula=formula,
+                outcome_lags=outcome_lags,
+            )
         if method == "jackknife":
-            return half_panel_jackknife(y, X, arrays.names, codes, periods, time_effects=time_effects, cov=cov,
-                                        formula=formula, outcome_lags=outcome_lags)
-        return bias_corrected_within(y, X, arrays.names, codes, periods, time_effects=time_effects, cov=cov,
-                                     formula=formula, outcome_lags=outcome_lags, n_outcome_lags=len(outcome_lags),
-                                     terms=terms, dep=dep)
+            return half_panel_jackknife(
+                y,
+                X,
+                arrays.names,
+                codes,
+                periods,
+                time_effects=time_effects,
+                cov=cov,
+                formula=formula,
+                outcome_lags=outcome_lags,
+            )
+        return bias_corrected_within(
+            y,
+            X,
+            arrays.names,
+            codes,
+            periods,
+            time_effects=time_effects,
+            cov=cov,
+            formula=formula,
+            outcome_lags=outcome_lags,
+            n_outcome_lags=len(outcome_lags),
+            terms=terms,
+            dep=dep,
+        )
     # GMM family
     if not outcome_lags and method == "anderson-hsiao":
         raise SpecificationError("anderson-hsiao needs a lag of the outcome among the regressors.")
@@ -175,16 +221,34 @@ def fit(
         gmm_spec = dict(gmm) if gmm else {dep: (2, None)}
         spec_collapse, weighting, system = collapse, "h3", method == "sys-gmm"
     for v, lags in gmm_spec.items():
-        if not (isinstance(lags, tuple) and len(lags) == 2 and isinstance(lags[0], int) and lags[0] >= 0
-                and (lags[1] is None or (isinstance(lags[1], int) and lags[1] >= lags[0]))):
+        if not (
+            isinstance(lags, tuple)
+            and len(lags) == 2
+            and isinstance(lags[0], int)
+            and lags[0] >= 0
+            and (lags[1] is None or (isinstance(lags[1], int) and lags[1] >= lags[0]))
+        ):
             raise SpecificationError(f"gmm[{v!r}] must be (first_lag, last_lag or None), got {lags!r}.")
         if system and lags[0] < 1:
             raise SpecificationError(f"System GMM needs gmm[{v!r}] to start at lag 1 or later.")
     if level_terms and not system:
         raise SpecificationError("level_iv applies to the levels equation, which only sys-gmm has.")
     raw = {v: panel.column(v).to_numpy(dtype=float) for v in used}
-    spec = GMMSpec(dep=dep, terms=terms, gmm=gmm_spec, iv=iv_terms, level_iv=level_terms, system=system,
-                   transform=transform, collapse=spec_collapse, time_effects=time_effects, steps=steps, cov=cov,
-                   small=small, weighting=weighting)
-    return gmm_fit(spec, raw, panel.entity_codes, panel.periods, formula=formula, method=method,
-                   outcome_lags=outcome_lags)
+    spec = GMMSpec(
+        dep=dep,
+        terms=terms,
+        gmm=gmm_spec,
+        iv=iv_terms,
+        level_iv=level_terms,
+        system=system,
+        transform=transform,
+        collapse=spec_collapse,
+        time_effects=time_effects,
+        steps=steps,
+        cov=cov,
+        small=small,
+        weighting=weighting,
+    )
+    return gmm_fit(
+        spec, raw, panel.entity_codes, panel.periods, formula=formula, method=method, outcome_lags=outcome_lags
+    )

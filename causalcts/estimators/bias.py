@@ -74,32 +74,71 @@ def half_panel_jackknife(y, X, names, codes, periods, *, time_effects, cov, form
     if len(per) < 4:
         raise TooFewPeriodsError(f"The half-panel jackknife needs at least 4 periods; the data has {len(per)}.")
     cut = per[len(per) // 2 - 1] if len(per) % 2 == 0 else per[len(per) // 2]
-    full = within_ols(y, X, names, codes, periods, time_effects=time_effects, cov=cov, formula=formula,
-                      outcome_lags=outcome_lags)
+    full = within_ols(
+        y, X, names, codes, periods, time_effects=time_effects, cov=cov, formula=formula, outcome_lags=outcome_lags
+    )
     halves = []
     for mask in (periods <= cut, periods > cut):
-        halves.append(within_ols(y[mask], X[mask], names, codes[mask], periods[mask], time_effects=time_effects,
-                                 cov=cov, formula=formula, outcome_lags=outcome_lags).params)
+        halves.append(
+            within_ols(
+                y[mask],
+                X[mask],
+                names,
+                codes[mask],
+                periods[mask],
+                time_effects=time_effects,
+                cov=cov,
+                formula=formula,
+                outcome_lags=outcome_lags,
+            ).params
+        )
     est = 2 * full.params - (halves[0] + halves[1]) / 2
     return EstimationResults(
-        params=est, std_errors=full.std_errors, cov=full.cov, nobs=full.nobs, n_entities=full.n_entities,
-        method="jackknife", formula=formula, cov_type=full.cov_type, dist=full.dist, df_resid=full.df_resid,
+        params=est,
+        std_errors=full.std_errors,
+        cov=full.cov,
+        nobs=full.nobs,
+        n_entities=full.n_entities,
+        method="jackknife",
+        formula=formula,
+        cov_type=full.cov_type,
+        dist=full.dist,
+        df_resid=full.df_resid,
         outcome_lags=outcome_lags,
-        info={"within": full.params.to_dict(), "first_half": halves[0].to_dict(), "second_half": halves[1].to_dict(),
-              "split_after_period": int(cut)},
+        info={
+            "within": full.params.to_dict(),
+            "first_half": halves[0].to_dict(),
+            "second_half": halves[1].to_dict(),
+            "split_after_period": int(cut),
+        },
     )
 
 
-def bias_corrected_within(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags,
-                          n_outcome_lags, terms, dep, max_iter: int = 200) -> EstimationResults:
+def bias_corrected_within(
+    y,
+    X,
+    names,
+    codes,
+    periods,
+    *,
+    time_effects,
+    cov,
+    formula,
+    outcome_lags,
+    n_outcome_lags,
+    terms,
+    dep,
+    max_iter: int = 200,
+) -> EstimationResults:
     """Analytically bias-corrected within estimator for one lag of the outcome (module docstring)."""
     if n_outcome_lags != 1:
         raise SpecificationError(
             "method='bias-corrected' supports exactly one lag of the outcome; use 'jackknife' or GMM for more."
         )
     j = names.index(outcome_lags[0])
-    full = within_ols(y, X, names, codes, periods, time_effects=time_effects, cov=cov, formula=formula,
-                      outcome_lags=outcome_lags)
+    full = within_ols(
+        y, X, names, codes, periods, time_effects=time_effects, cov=cov, formula=formula, outcome_lags=outcome_lags
+    )
     M, absorbed = within_transform(np.column_stack([y, X]), codes, periods, time_effects)
     yt, Xt = M[:, 0], M[:, 1:]
     XtX_inv = np.linalg.inv(Xt.T @ Xt)
@@ -120,7 +159,16 @@ def bias_corrected_within(y, X, names, codes, periods, *, time_effects, cov, for
         theta = new
     params = pd.Series(theta, index=names)
     return EstimationResults(
-        params=params, std_errors=full.std_errors, cov=full.cov, nobs=full.nobs, n_entities=full.n_entities,
-        method="bias-corrected", formula=formula, cov_type=full.cov_type, dist=full.dist, df_resid=full.df_resid,
-        outcome_lags=outcome_lags, info={"within": full.params.to_dict(), "sigma2": sigma2},
+        params=params,
+        std_errors=full.std_errors,
+        cov=full.cov,
+        nobs=full.nobs,
+        n_entities=full.n_entities,
+        method="bias-corrected",
+        formula=formula,
+        cov_type=full.cov_type,
+        dist=full.dist,
+        df_resid=full.df_resid,
+        outcome_lags=outcome_lags,
+        info={"within": full.params.to_dict(), "sigma2": sigma2},
     )

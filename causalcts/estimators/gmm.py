@@ -50,8 +50,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import linalg, stats
 
-from causalcts.errors import CollinearityError, InstrumentWarning, SpecificationError, TooFewPeriodsError
 from causalcts.data.formula import Term
+from causalcts.errors import CollinearityError, InstrumentWarning, SpecificationError, TooFewPeriodsError
 from causalcts.results.base import EstimationResults
 
 __all__ = ["GMMSpec", "gmm_fit"]
@@ -267,7 +267,7 @@ class _Engine:
             windows = np.lib.stride_tricks.sliding_window_view(vg, nl, axis=1)
             z = windows[lt_r[rows_d], prow[rows_d]][:, ::-1]
             if spec.collapse:
-                Z[rows_d, col:col + nl] = z
+                Z[rows_d, col : col + nl] = z
             else:
                 Z[rows_d[:, None], col + prow[rows_d, None] * nl + np.arange(nl)[None, :]] = z
             col += nl if spec.collapse else P * nl
@@ -284,11 +284,13 @@ class _Engine:
         if spec.iv:
             IL = np.column_stack([lagv(raw[t.variable], t.lag) for t in spec.iv])
             IT = transform(IL)
-            Z[:, col:col + len(spec.iv)] = _zero_nonfinite(np.where(isd[:, None], IT[ridx], IL[ridx] if spec.system else 0.0))
+            Z[:, col : col + len(spec.iv)] = _zero_nonfinite(
+                np.where(isd[:, None], IT[ridx], IL[ridx] if spec.system else 0.0)
+            )
             col += len(spec.iv)
         if spec.level_iv:
             LL = np.column_stack([lagv(raw[t.variable], t.lag) for t in spec.level_iv])
-            Z[:, col:col + len(spec.level_iv)] = _zero_nonfinite(LL[ridx]) * isl[:, None]
+            Z[:, col : col + len(spec.level_iv)] = _zero_nonfinite(LL[ridx]) * isl[:, None]
             col += len(spec.level_iv)
         D = DT = Dstack = None
         if spec.time_effects:
@@ -305,9 +307,9 @@ class _Engine:
                 DT = transform(D)
                 Dstack = _zero_nonfinite(np.where(isd[:, None], DT[ridx], D[ridx]))
             if spec.system:
-                Z[:, col:col + nP] = Dstack
+                Z[:, col : col + nP] = Dstack
             else:
-                Z[:, col:col + nP] = Dstack  # every stacked row is a transformed row
+                Z[:, col : col + nP] = Dstack  # every stacked row is a transformed row
             col += nP
         if spec.system:
             Z[:, col] = isl
@@ -411,8 +413,9 @@ class _Engine:
             b = self.build(s0, s1)
             m = len(b.y)
             r, c, w = b.pairs
-            H = sp.csr_matrix((np.r_[1.0 + b.extra_diag, w, w], (np.r_[np.arange(m), r, c], np.r_[np.arange(m), c, r])),
-                              shape=(m, m))
+            H = sp.csr_matrix(
+                (np.r_[1.0 + b.extra_diag, w, w], (np.r_[np.arange(m), r, c], np.r_[np.arange(m), c, r])), shape=(m, m)
+            )
             ZHZ += b.Z.T @ (H @ b.Z)
             ZZ += np.einsum("ij,ij->j", b.Z, b.Z) if not self.full_gram else b.Z.T @ b.Z
             ZX += b.Z.T @ b.X
@@ -502,15 +505,25 @@ def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None
     return keep
 
 
-def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, periods: np.ndarray, *,
-            formula: str, method: str, outcome_lags: tuple[str, ...]) -> EstimationResults:
+def gmm_fit(
+    spec: GMMSpec,
+    raw: dict[str, np.ndarray],
+    codes: np.ndarray,
+    periods: np.ndarray,
+    *,
+    formula: str,
+    method: str,
+    outcome_lags: tuple[str, ...],
+) -> EstimationResults:
     """Estimate a difference or system GMM model (see the module docstring)."""
     eng = _Engine(spec, raw, codes, periods)
     acc = eng.pass_one()
     n_obs = int(acc["n_eq"][1] if spec.system else acc["n_eq"][0])
     n_teams = int(acc["teams_used"].sum())
     if acc["n_eq"][0] == 0:
-        raise TooFewPeriodsError("No observation has every lag the model needs after transformation; the panel is too short.")
+        raise TooFewPeriodsError(
+            "No observation has every lag the model needs after transformation; the panel is too short."
+        )
     # H is positive definite, so Z'HZ has the null space of Z'Z: choose independent instruments from it
     zkeep = _independent(acc["ZHZ"], acc["ZZ"] > 0)
     # regressors: real terms must be independent; dummies and the constant may be dropped
@@ -535,15 +548,19 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
         warnings.warn(
             f"{L} instruments exceed the {n_teams} entities: the Hansen test is weakened and estimates drift "
             "towards the biased within/OLS values; consider collapse=True or lag limits.",
-            InstrumentWarning, stacklevel=3,
+            InstrumentWarning,
+            stacklevel=3,
         )
     ZHZ = acc["ZHZ"][np.ix_(zkeep, zkeep)]
     ZX = acc["ZX"][np.ix_(zkeep, xkeep)]
     Zy = acc["Zy"][zkeep]
     A1 = _pinv(ZHZ)
     if np.linalg.matrix_rank(ZHZ) < L:
-        warnings.warn("The one-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
-                      InstrumentWarning, stacklevel=3)
+        warnings.warn(
+            "The one-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
+            InstrumentWarning,
+            stacklevel=3,
+        )
 
     def solve(W):
         M = ZX.T @ W @ ZX
@@ -555,13 +572,20 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
     S1 = r1["G"].T @ r1["G"]
     A2 = _pinv(S1)
     if np.linalg.matrix_rank(S1) < L:
-        warnings.warn("The two-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
-                      InstrumentWarning, stacklevel=3)
+        warnings.warn(
+            "The two-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
+            InstrumentWarning,
+            stacklevel=3,
+        )
     Ze1 = Zy - ZX @ b1
     # one-step variance
     bread1 = M1inv @ ZX.T @ A1
     V1_robust = bread1 @ S1 @ bread1.T
-    sigma2 = r1["ssr_d"] / (2.0 * r1["n_d"]) if spec.transform == "fd" and spec.weighting == "h3" else r1["ssr_d"] / r1["n_d"]
+    sigma2 = (
+        r1["ssr_d"] / (2.0 * r1["n_d"])
+        if spec.transform == "fd" and spec.weighting == "h3"
+        else r1["ssr_d"] / r1["n_d"]
+    )
     if spec.steps == 1:
         beta, Minv, W, res = b1, M1inv, A1, r1
         V = V1_robust if spec.cov == "robust" else sigma2 * M1inv
@@ -584,18 +608,25 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
     if spec.small:
         # xtabond2's small: one-step non-robust V * N/(N - k); otherwise (N - 1)/(N - k) * G/(G - 1), the
         # Stata convention for clustered covariances; t statistics with G - (constant) degrees of freedom
-        V = V * (n_obs / (n_obs - k) if onestep_nonrobust
-                 else (n_obs - 1) / (n_obs - k) * n_teams / (n_teams - 1))
+        V = V * (n_obs / (n_obs - k) if onestep_nonrobust else (n_obs - 1) / (n_obs - k) * n_teams / (n_teams - 1))
     # tests
     tests: dict[str, dict] = {}
     df_over = L - k
     # Hansen J is the minimised two-step criterion, also after a one-step fit (as xtabond2 reports it)
     Ze_h = Ze if spec.steps == 2 else Zy - ZX @ solve(A2)[1]
     hansen = float(Ze_h @ A2 @ Ze_h)
-    tests["hansen"] = {"statistic": hansen, "df": df_over, "pvalue": float(stats.chi2.sf(hansen, df_over)) if df_over > 0 else np.nan}
+    tests["hansen"] = {
+        "statistic": hansen,
+        "df": df_over,
+        "pvalue": float(stats.chi2.sf(hansen, df_over)) if df_over > 0 else np.nan,
+    }
     # Sargan: one-step residuals and the one-step weighting matrix, also after a two-step fit (as xtabond2)
     sargan = float(Ze1 @ A1 @ Ze1) / sigma2
-    tests["sargan"] = {"statistic": sargan, "df": df_over, "pvalue": float(stats.chi2.sf(sargan, df_over)) if df_over > 0 else np.nan}
+    tests["sargan"] = {
+        "statistic": sargan,
+        "df": df_over,
+        "pvalue": float(stats.chi2.sf(sargan, df_over)) if df_over > 0 else np.nan,
+    }
     bread = Minv @ ZX.T @ W
     for l, a in res["ar"].items():
         temp3 = res["G"].T @ a["s"]
@@ -618,7 +649,9 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
             j_r = float(e_r @ W_r @ e_r)
             diff = hansen - j_r
             tests[f"diff-in-hansen: {gname}"] = {
-                "excluding": j_r, "difference": diff, "df": int(len(g)),
+                "excluding": j_r,
+                "difference": diff,
+                "df": int(len(g)),
                 "pvalue": float(stats.chi2.sf(diff, len(g))) if diff >= 0 else np.nan,
             }
     xnames = [n for n, kp in zip(eng.x_names, xkeep) if kp]
@@ -629,12 +662,27 @@ def gmm_fit(spec: GMMSpec, raw: dict[str, np.ndarray], codes: np.ndarray, period
         params=pd.Series(beta[report], index=names),
         std_errors=pd.Series(np.sqrt(np.diag(Vr)), index=names),
         cov=pd.DataFrame(Vr, index=names, columns=names),
-        nobs=n_obs, n_entities=n_teams, method=method, formula=formula,
+        nobs=n_obs,
+        n_entities=n_teams,
+        method=method,
+        formula=formula,
         cov_type=("Windmeijer-corrected, clustered by entity" if spec.steps == 2 else "clustered by entity")
-        if spec.cov == "robust" else "unadjusted",
-        n_instruments=L, tests=tests, dist="t" if spec.small else "normal",
+        if spec.cov == "robust"
+        else "unadjusted",
+        n_instruments=L,
+        tests=tests,
+        dist="t" if spec.small else "normal",
         df_resid=(float((n_obs - (k - 1 if spec.system else k)) if onestep_nonrobust else n_teams) - int(spec.system))
-        if spec.small else None, outcome_lags=outcome_lags,
-        info={"steps": spec.steps, "transform": spec.transform, "collapse": spec.collapse, "system": spec.system,
-              "sigma2": sigma2, "n_transformed_obs": int(acc["n_eq"][0]), "n_level_obs": int(acc["n_eq"][1])},
+        if spec.small
+        else None,
+        outcome_lags=outcome_lags,
+        info={
+            "steps": spec.steps,
+            "transform": spec.transform,
+            "collapse": spec.collapse,
+            "system": spec.system,
+            "sigma2": sigma2,
+            "n_transformed_obs": int(acc["n_eq"][0]),
+            "n_level_obs": int(acc["n_eq"][1]),
+        },
     )

@@ -23,11 +23,14 @@ def _group_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.nda
     counts = np.bincount(codes, minlength=n_groups).astype(float)
     if values.ndim == 1:
         return np.bincount(codes, weights=values, minlength=n_groups) / counts
-    return np.column_stack([np.bincount(codes, weights=values[:, j], minlength=n_groups) / counts
-                            for j in range(values.shape[1])])
+    return np.column_stack(
+        [np.bincount(codes, weights=values[:, j], minlength=n_groups) / counts for j in range(values.shape[1])]
+    )
 
 
-def within_transform(M: np.ndarray, codes: np.ndarray, periods: np.ndarray, time_effects: bool) -> tuple[np.ndarray, int]:
+def within_transform(
+    M: np.ndarray, codes: np.ndarray, periods: np.ndarray, time_effects: bool
+) -> tuple[np.ndarray, int]:
     """Remove entity (and period) effects from the columns of ``M``; return it and the rank absorbed."""
     ent, codes = np.unique(codes, return_inverse=True)
     n_ent = len(ent)
@@ -96,10 +99,17 @@ def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_ent
     params = pd.Series(beta[idx], index=keep)
     Vk = V[np.ix_(idx, idx)]
     return EstimationResults(
-        params=params, std_errors=pd.Series(np.sqrt(np.diag(Vk)), index=keep), cov=pd.DataFrame(Vk, index=keep, columns=keep),
-        nobs=len(y), n_entities=n_entities, method="pooled", formula=formula,
+        params=params,
+        std_errors=pd.Series(np.sqrt(np.diag(Vk)), index=keep),
+        cov=pd.DataFrame(Vk, index=keep, columns=keep),
+        nobs=len(y),
+        n_entities=n_entities,
+        method="pooled",
+        formula=formula,
         cov_type="clustered by entity" if cov == "robust" else "unadjusted",
-        dist="t" if cov == "unadjusted" else "normal", df_resid=float(dof), outcome_lags=outcome_lags,
+        dist="t" if cov == "unadjusted" else "normal",
+        df_resid=float(dof),
+        outcome_lags=outcome_lags,
         info={"k": k, "time_effects": bool(time_effects)},
     )
 
@@ -122,9 +132,16 @@ def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outco
         d = absorbed if time_effects else 0
         V = V * len(y) / (len(y) - d - Xt.shape[1])
     return EstimationResults(
-        params=pd.Series(beta, index=names), std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
-        cov=pd.DataFrame(V, index=names, columns=names), nobs=len(y), n_entities=len(np.unique(codes)),
-        method=method, formula=formula, cov_type="clustered by entity" if cov == "robust" else "unadjusted",
-        dist="t", df_resid=float(dof), outcome_lags=outcome_lags,
+        params=pd.Series(beta, index=names),
+        std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
+        cov=pd.DataFrame(V, index=names, columns=names),
+        nobs=len(y),
+        n_entities=len(np.unique(codes)),
+        method=method,
+        formula=formula,
+        cov_type="clustered by entity" if cov == "robust" else "unadjusted",
+        dist="t",
+        df_resid=float(dof),
+        outcome_lags=outcome_lags,
         info={"time_effects": bool(time_effects), "sigma2": float(e @ e) / dof, "absorbed": absorbed},
     )

@@ -63,8 +63,14 @@ class SBCResult:
         return ax
 
 
-def _thin_ranks(true: dict[str, float], idata, names: dict[str, tuple[str, str | None]], n_draws: int,
-                rng: np.random.Generator, loglik_true: float) -> dict[str, int]:
+def _thin_ranks(
+    true: dict[str, float],
+    idata,
+    names: dict[str, tuple[str, str | None]],
+    n_draws: int,
+    rng: np.random.Generator,
+    loglik_true: float,
+) -> dict[str, int]:
     post = idata.posterior
     total = post.sizes["chain"] * post.sizes["draw"]
     take = np.sort(rng.choice(total, size=n_draws, replace=False))
@@ -91,16 +97,32 @@ def _iterate(n_sims, seed, one, progress):
     return pd.DataFrame(rows)
 
 
-def sbc_mixed(n_sims: int = 100, *, n_groups: int = 20, n_per_group: int = 8, n_draws: int = 99, chains: int = 2,
-              draws: int = 300, tune: int = 300, seed: int = 0, progress: bool = False) -> SBCResult:
+def sbc_mixed(
+    n_sims: int = 100,
+    *,
+    n_groups: int = 20,
+    n_per_group: int = 8,
+    n_draws: int = 99,
+    chains: int = 2,
+    draws: int = 300,
+    tune: int = 300,
+    seed: int = 0,
+    progress: bool = False,
+) -> SBCResult:
     """SBC of ``mixed(..., method="nuts")`` with a correlated random intercept and slope.
 
     Prior (absolute): intercept and slope N(0, 1); sigma HalfNormal(1); random-effect SDs HalfNormal(1)
     and HalfNormal(0.5); correlation LKJ(2), i.e. (rho + 1) / 2 ~ Beta(2, 2).
     """
     priors = {"beta_mu": [0.0, 0.0], "beta_sd": [1.0, 1.0], "sigma_sd": 1.0, "re_sd": [1.0, 0.5], "lkj_eta": 2.0}
-    names = {"Intercept": ("beta", "Intercept"), "x": ("beta", "x"), "sigma": ("sigma", None),
-             "sd_Intercept": ("re_sd", "Intercept"), "sd_x": ("re_sd", "x"), "rho": ("re_corr", None)}
+    names = {
+        "Intercept": ("beta", "Intercept"),
+        "x": ("beta", "x"),
+        "sigma": ("sigma", None),
+        "sd_Intercept": ("re_sd", "Intercept"),
+        "sd_x": ("re_sd", "x"),
+        "rho": ("re_corr", None),
+    }
 
     def one(ss):
         rng = np.random.default_rng(ss)
@@ -117,26 +139,58 @@ def sbc_mixed(n_sims: int = 100, *, n_groups: int = 20, n_per_group: int = 8, n_
         fit_seed = int(rng.integers(2**31 - 1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = mixed("y ~ x + (1 + x | g)", df, method="nuts", chains=chains, draws=draws, tune=tune,
-                        seed=fit_seed, priors=priors, team_effect_draws=1)
+            res = mixed(
+                "y ~ x + (1 + x | g)",
+                df,
+                method="nuts",
+                chains=chains,
+                draws=draws,
+                tune=tune,
+                seed=fit_seed,
+                priors=priors,
+                team_effect_draws=1,
+            )
         true = {"Intercept": beta[0], "x": beta[1], "sigma": sigma, "sd_Intercept": sds[0], "sd_x": sds[1], "rho": rho}
-        ll_true = float(sum(stats.multivariate_normal(np.column_stack([np.ones(n_per_group), x[g == k]]) @ beta,
-                                                      np.column_stack([np.ones(n_per_group), x[g == k]]) @ cov
-                                                      @ np.column_stack([np.ones(n_per_group), x[g == k]]).T
-                                                      + sigma**2 * np.eye(n_per_group)).logpdf(y[g == k])
-                            for k in range(n_groups)))
+        ll_true = float(
+            sum(
+                stats.multivariate_normal(
+                    np.column_stack([np.ones(n_per_group), x[g == k]]) @ beta,
+                    np.column_stack([np.ones(n_per_group), x[g == k]])
+                    @ cov
+                    @ np.column_stack([np.ones(n_per_group), x[g == k]]).T
+                    + sigma**2 * np.eye(n_per_group),
+                ).logpdf(y[g == k])
+                for k in range(n_groups)
+            )
+        )
         out = _thin_ranks(true, res.idata, names, n_draws, rng, ll_true)
         out["converged"] = res.converged
         return out
 
     ranks = _iterate(n_sims, seed, one, progress)
-    design = {"model": "mixed", "n_sims": n_sims, "n_groups": n_groups, "n_per_group": n_per_group,
-              "converged_share": float(ranks.pop("converged").mean()), "seed": seed}
+    design = {
+        "model": "mixed",
+        "n_sims": n_sims,
+        "n_groups": n_groups,
+        "n_per_group": n_per_group,
+        "converged_share": float(ranks.pop("converged").mean()),
+        "seed": seed,
+    }
     return SBCResult(ranks=ranks, n_draws=n_draws, design=design)
 
 
-def sbc_dynamic(n_sims: int = 100, *, n_teams: int = 30, n_weeks: int = 8, n_draws: int = 99, chains: int = 2,
-                draws: int = 300, tune: int = 300, seed: int = 0, progress: bool = False) -> SBCResult:
+def sbc_dynamic(
+    n_sims: int = 100,
+    *,
+    n_teams: int = 30,
+    n_weeks: int = 8,
+    n_draws: int = 99,
+    chains: int = 2,
+    draws: int = 300,
+    tune: int = 300,
+    seed: int = 0,
+    progress: bool = False,
+) -> SBCResult:
     """SBC of ``fit(..., method="bayes", time_effects=False)`` (the Bayesian dynamic panel).
 
     Prior (absolute): persistence N(0.5, 0.2^2); effect of x N(0, 0.5^2); initial-condition and
@@ -163,15 +217,28 @@ def sbc_dynamic(n_sims: int = 100, *, n_teams: int = 30, n_weeks: int = 8, n_dra
         y[:, 0] = y0
         for t in range(n_weeks):
             y[:, t + 1] = a + b[0] * y[:, t] + b[1] * x[:, t] + sigma * rng.normal(size=n_teams)
-        df = pd.DataFrame({"team": np.repeat(np.arange(n_teams), n_weeks + 1),
-                           "week": np.tile(np.arange(n_weeks + 1), n_teams),
-                           "y": y.ravel(),
-                           "x": np.column_stack([np.zeros(n_teams), x]).ravel()})
+        df = pd.DataFrame(
+            {
+                "team": np.repeat(np.arange(n_teams), n_weeks + 1),
+                "week": np.tile(np.arange(n_weeks + 1), n_teams),
+                "y": y.ravel(),
+                "x": np.column_stack([np.zeros(n_teams), x]).ravel(),
+            }
+        )
         fit_seed = int(rng.integers(2**31 - 1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = fit_bayes_dynamic("y ~ L(y, 1) + x", df, time_effects=False, chains=chains, draws=draws, tune=tune,
-                                    seed=fit_seed, priors=priors, team_effect_draws=1)
+            res = fit_bayes_dynamic(
+                "y ~ L(y, 1) + x",
+                df,
+                time_effects=False,
+                chains=chains,
+                draws=draws,
+                tune=tune,
+                seed=fit_seed,
+                priors=priors,
+                team_effect_draws=1,
+            )
         true = dict(zip(labels, b)) | {"sigma": sigma, "sd_team": sd_a}
         resid = y[:, 1:] - b[0] * y[:, :-1] - b[1] * x - (b[4] + b[2] * y0 + b[3] * x.mean(axis=1))[:, None]
         cov = sigma**2 * np.eye(n_weeks) + sd_a**2 * np.ones((n_weeks, n_weeks))
@@ -181,6 +248,12 @@ def sbc_dynamic(n_sims: int = 100, *, n_teams: int = 30, n_weeks: int = 8, n_dra
         return out
 
     ranks = _iterate(n_sims, seed, one, progress)
-    design = {"model": "dynamic", "n_sims": n_sims, "n_teams": n_teams, "n_weeks": n_weeks,
-              "converged_share": float(ranks.pop("converged").mean()), "seed": seed}
+    design = {
+        "model": "dynamic",
+        "n_sims": n_sims,
+        "n_teams": n_teams,
+        "n_weeks": n_weeks,
+        "converged_share": float(ranks.pop("converged").mean()),
+        "seed": seed,
+    }
     return SBCResult(ranks=ranks, n_draws=n_draws, design=design)

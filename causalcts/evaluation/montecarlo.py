@@ -49,8 +49,22 @@ from causalcts.simulate import simulate
 __all__ = ["Grid", "load_grid", "run_cell", "run_grid", "summarize", "summary_markdown"]
 
 GRID_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "grids"
-RESULT_COLUMNS = ["design_id", "replication", "method", "term", "estimate", "std_error", "lower90", "upper90",
-                  "lower95", "upper95", "truth", "converged", "seconds", "error"]
+RESULT_COLUMNS = [
+    "design_id",
+    "replication",
+    "method",
+    "term",
+    "estimate",
+    "std_error",
+    "lower90",
+    "upper90",
+    "lower95",
+    "upper95",
+    "truth",
+    "converged",
+    "seconds",
+    "error",
+]
 
 
 @dataclass(frozen=True)
@@ -105,9 +119,17 @@ def load_grid(name_or_path: str | Path) -> Grid:
         if "gmm" in kw:
             kw["gmm"] = {k: (v[0], v[1] if len(v) > 1 and v[1] >= 0 else None) for k, v in kw["gmm"].items()}
         methods[name] = kw
-    return Grid(name=g["name"], formula=g["formula"], outcome=g["outcome"], terms=tuple(g.get("terms", [])),
-                designs=tuple(designs), methods=methods, replications=int(g["replications"]), seed=int(g.get("seed", 0)),
-                info={k: v for k, v in g.items() if k not in ("name", "formula", "outcome", "terms", "replications", "seed")})
+    return Grid(
+        name=g["name"],
+        formula=g["formula"],
+        outcome=g["outcome"],
+        terms=tuple(g.get("terms", [])),
+        designs=tuple(designs),
+        methods=methods,
+        replications=int(g["replications"]),
+        seed=int(g.get("seed", 0)),
+        info={k: v for k, v in g.items() if k not in ("name", "formula", "outcome", "terms", "replications", "seed")},
+    )
 
 
 def design_id(design: dict) -> str:
@@ -118,8 +140,9 @@ def design_id(design: dict) -> str:
 
 def cell_seed(grid_seed: int, design: dict, replication: int) -> np.random.SeedSequence:
     """SeedSequence of one cell, from the grid seed, the design's hash and the replication number."""
-    return np.random.SeedSequence([int(grid_seed), zlib.crc32(json.dumps(design, sort_keys=True, default=str).encode()),
-                                   int(replication)])
+    return np.random.SeedSequence(
+        [int(grid_seed), zlib.crc32(json.dumps(design, sort_keys=True, default=str).encode()), int(replication)]
+    )
 
 
 def truth_of(term: str, outcome: str, truth) -> float:
@@ -152,15 +175,38 @@ def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
             ci90, ci95 = res.conf_int(0.90), res.conf_int(0.95)
             conv = bool(getattr(res, "converged", True))
             for term in grid.terms or list(res.params.index):
-                rows.append({"method": name, "term": term, "estimate": float(res.params[term]),
-                             "std_error": float(res.std_errors[term]), "lower90": float(ci90.loc[term, "lower"]),
-                             "upper90": float(ci90.loc[term, "upper"]), "lower95": float(ci95.loc[term, "lower"]),
-                             "upper95": float(ci95.loc[term, "upper"]), "converged": conv, "seconds": secs, "error": ""})
+                rows.append(
+                    {
+                        "method": name,
+                        "term": term,
+                        "estimate": float(res.params[term]),
+                        "std_error": float(res.std_errors[term]),
+                        "lower90": float(ci90.loc[term, "lower"]),
+                        "upper90": float(ci90.loc[term, "upper"]),
+                        "lower95": float(ci95.loc[term, "lower"]),
+                        "upper95": float(ci95.loc[term, "upper"]),
+                        "converged": conv,
+                        "seconds": secs,
+                        "error": "",
+                    }
+                )
         except Exception as err:  # a failed fit is a result, not a crash
             for term in grid.terms:
-                rows.append({"method": name, "term": term, "estimate": np.nan, "std_error": np.nan, "lower90": np.nan,
-                             "upper90": np.nan, "lower95": np.nan, "upper95": np.nan, "converged": False,
-                             "seconds": time.perf_counter() - t0, "error": f"{type(err).__name__}: {err}"})
+                rows.append(
+                    {
+                        "method": name,
+                        "term": term,
+                        "estimate": np.nan,
+                        "std_error": np.nan,
+                        "lower90": np.nan,
+                        "upper90": np.nan,
+                        "lower95": np.nan,
+                        "upper95": np.nan,
+                        "converged": False,
+                        "seconds": time.perf_counter() - t0,
+                        "error": f"{type(err).__name__}: {err}",
+                    }
+                )
     out = pd.DataFrame(rows)
     out.insert(0, "replication", replication)
     out.insert(0, "design_id", design_id(design))
@@ -181,8 +227,15 @@ def _run_and_save(grid: Grid, design: dict, rep: int, out_dir: str) -> str:
     return str(path)
 
 
-def run_grid(grid: Grid | str, out_dir: str | Path, *, engine: str = "local", workers: int | None = None,
-             scheduler: str | None = None, progress: bool = True) -> pd.DataFrame:
+def run_grid(
+    grid: Grid | str,
+    out_dir: str | Path,
+    *,
+    engine: str = "local",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Run every cell not already in ``out_dir`` and return the combined results table.
 
     Parameters
@@ -198,12 +251,25 @@ def run_grid(grid: Grid | str, out_dir: str | Path, *, engine: str = "local", wo
     grid = load_grid(grid) if isinstance(grid, (str, Path)) else grid
     out = Path(out_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps({"name": grid.name, "formula": grid.formula, "outcome": grid.outcome,
-                                               "terms": grid.terms, "designs": grid.designs, "methods": grid.methods,
-                                               "replications": grid.replications, "seed": grid.seed}, indent=2,
-                                              default=str))
-    todo = [(d, r) for d in grid.designs for r in range(grid.replications)
-            if not _cell_path(out, design_id(d), r).exists()]
+    (out / "grid.json").write_text(
+        json.dumps(
+            {
+                "name": grid.name,
+                "formula": grid.formula,
+                "outcome": grid.outcome,
+                "terms": grid.terms,
+                "designs": grid.designs,
+                "methods": grid.methods,
+                "replications": grid.replications,
+                "seed": grid.seed,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    todo = [
+        (d, r) for d in grid.designs for r in range(grid.replications) if not _cell_path(out, design_id(d), r).exists()
+    ]
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -223,7 +289,8 @@ def run_grid(grid: Grid | str, out_dir: str | Path, *, engine: str = "local", wo
                     f.result()
                     bar and bar.update()
     elif todo:
-        from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
 
         cluster = None
         if scheduler:
@@ -263,8 +330,15 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
         ok = g[np.isfinite(g["estimate"]) & np.isfinite(g["std_error"])]
         n = len(ok)
         truth = float(g["truth"].iloc[0])
-        base = {"design_id": key[0], "method": key[1], "term": key[2], "truth": truth, "n": n,
-                "n_failed": int(len(g) - n), "converged_share": float(g["converged"].mean())}
+        base = {
+            "design_id": key[0],
+            "method": key[1],
+            "term": key[2],
+            "truth": truth,
+            "n": n,
+            "n_failed": int(len(g) - n),
+            "converged_share": float(g["converged"].mean()),
+        }
         base.update({c: g[c].iloc[0] for c in design_cols})
         if n < 2:
             rows.append(base)
@@ -281,17 +355,26 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
         cov90 = ((ok["lower90"] <= truth) & (truth <= ok["upper90"])).mean()
         cov95 = ((ok["lower95"] <= truth) & (truth <= ok["upper95"])).mean()
         rej = (np.abs(est / se) > z).mean()
-        base.update({
-            "bias": bias, "bias_mcse": emp / np.sqrt(n),
-            "emp_se": emp, "emp_se_mcse": emp / np.sqrt(2 * (n - 1)),
-            "model_se": mod, "model_se_mcse": np.sqrt(np.var(se**2, ddof=1) / (4 * n * mod**2)),
-            "rmse": rmse, "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else np.nan,
-            "coverage90": cov90, "coverage90_mcse": np.sqrt(cov90 * (1 - cov90) / n),
-            "coverage95": cov95, "coverage95_mcse": np.sqrt(cov95 * (1 - cov95) / n),
-            "width95": float((ok["upper95"] - ok["lower95"]).mean()),
-            "rejection": rej, "rejection_mcse": np.sqrt(rej * (1 - rej) / n),
-            "seconds": float(g["seconds"].mean()),
-        })
+        base.update(
+            {
+                "bias": bias,
+                "bias_mcse": emp / np.sqrt(n),
+                "emp_se": emp,
+                "emp_se_mcse": emp / np.sqrt(2 * (n - 1)),
+                "model_se": mod,
+                "model_se_mcse": np.sqrt(np.var(se**2, ddof=1) / (4 * n * mod**2)),
+                "rmse": rmse,
+                "rmse_mcse": mse_mcse / (2 * rmse) if rmse > 0 else np.nan,
+                "coverage90": cov90,
+                "coverage90_mcse": np.sqrt(cov90 * (1 - cov90) / n),
+                "coverage95": cov95,
+                "coverage95_mcse": np.sqrt(cov95 * (1 - cov95) / n),
+                "width95": float((ok["upper95"] - ok["lower95"]).mean()),
+                "rejection": rej,
+                "rejection_mcse": np.sqrt(rej * (1 - rej) / n),
+                "seconds": float(g["seconds"].mean()),
+            }
+        )
         rows.append(base)
     return pd.DataFrame(rows)
 

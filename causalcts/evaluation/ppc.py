@@ -34,7 +34,9 @@ def posterior_predictive(result, data: pd.DataFrame, *, n_draws: int = 100, seed
     """
     idata = getattr(result, "idata", None)
     if idata is None or "team_effects" not in idata.groups():
-        raise CausalCTSError("Posterior predictive checks need a sampled mixed-model fit (causalcts.mixed, method='nuts').")
+        raise CausalCTSError(
+            "Posterior predictive checks need a sampled mixed-model fit (causalcts.mixed, method='nuts')."
+        )
     spec, y, X, Z, codes, labels = prepare_mixed(result.formula, data)
     te = idata["team_effects"]["team_effect"]
     post = idata.posterior

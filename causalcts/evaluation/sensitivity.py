@@ -24,8 +24,14 @@ from causalcts.results.base import EstimationResults
 __all__ = ["driver_sensitivity", "prior_sensitivity"]
 
 
-def driver_sensitivity(result: EstimationResults, data: pd.DataFrame, *, drivers: list[str] | None = None,
-                       level: float = 0.95, log_outcome: bool | None = None) -> pd.DataFrame:
+def driver_sensitivity(
+    result: EstimationResults,
+    data: pd.DataFrame,
+    *,
+    drivers: list[str] | None = None,
+    level: float = 0.95,
+    log_outcome: bool | None = None,
+) -> pd.DataFrame:
     """Effect on the outcome of a one-SD change in each driver, ranked by size.
 
     Parameters
@@ -78,8 +84,14 @@ def driver_sensitivity(result: EstimationResults, data: pd.DataFrame, *, drivers
     return out
 
 
-def prior_sensitivity(formula: str, data: pd.DataFrame, *, scales: tuple[float, ...] = (0.5, 2.0),
-                      reference: BayesResults | None = None, **kwargs) -> pd.DataFrame:
+def prior_sensitivity(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    scales: tuple[float, ...] = (0.5, 2.0),
+    reference: BayesResults | None = None,
+    **kwargs,
+) -> pd.DataFrame:
     """Refit a mixed model with every prior scale multiplied by each of ``scales``; report what moves.
 
     Returns a DataFrame with one row per (parameter, prior scale): the posterior mean and SD, and the
@@ -101,13 +113,28 @@ def prior_sensitivity(formula: str, data: pd.DataFrame, *, scales: tuple[float, 
         extra_ref = {"sigma": (float(ref.idata.posterior["sigma"].mean()), float(ref.idata.posterior["sigma"].std()))}
         for name in r.params.index:
             shift = (r.params[name] - ref.params[name]) / ref.std_errors[name]
-            rows.append({"parameter": name, "prior_scale": s, "mean": float(r.params[name]),
-                         "sd": float(r.std_errors[name]), "shift_in_sd": float(shift), "converged": r.converged})
+            rows.append(
+                {
+                    "parameter": name,
+                    "prior_scale": s,
+                    "mean": float(r.params[name]),
+                    "sd": float(r.std_errors[name]),
+                    "shift_in_sd": float(shift),
+                    "converged": r.converged,
+                }
+            )
         for name, v in extra.items():
             m0, s0 = extra_ref[name]
-            rows.append({"parameter": name, "prior_scale": s, "mean": v,
-                         "sd": float(r.idata.posterior[name].std()), "shift_in_sd": (v - m0) / s0,
-                         "converged": r.converged})
+            rows.append(
+                {
+                    "parameter": name,
+                    "prior_scale": s,
+                    "mean": v,
+                    "sd": float(r.idata.posterior[name].std()),
+                    "shift_in_sd": (v - m0) / s0,
+                    "converged": r.converged,
+                }
+            )
     out = pd.DataFrame(rows).sort_values(["parameter", "prior_scale"]).reset_index(drop=True)
     out["moves"] = out["shift_in_sd"].abs() > 0.25
     return out

@@ -27,7 +27,11 @@ def plot_bias_vs_t(summary: pd.DataFrame, term: str, *, persistence: float | Non
     # keep designs that differ only in T (the first design per T)
     s = s[s["design_id"].isin(s.drop_duplicates("n_weeks")["design_id"])] if "n_weeks" in s else s
     for method, g in s.groupby("method"):
-        g = g.groupby("n_weeks", as_index=False).agg(bias=("bias", "mean"), mcse=("bias_mcse", "mean")).sort_values("n_weeks")
+        g = (
+            g.groupby("n_weeks", as_index=False)
+            .agg(bias=("bias", "mean"), mcse=("bias_mcse", "mean"))
+            .sort_values("n_weeks")
+        )
         ax.errorbar(g["n_weeks"], g["bias"], yerr=2 * g["mcse"], marker="o", capsize=3, label=method)
     if term.startswith("L1.") and len(s):
         beta = float(s["truth"].iloc[0])
@@ -44,8 +48,10 @@ def plot_coverage(summary: pd.DataFrame, term: str, *, level: float = 0.90, ax=N
     col = f"coverage{int(round(level * 100))}"
     s = summary[summary["term"] == term].copy()
     ax = ax or plt.subplots(figsize=(8, 0.35 * len(s) + 1.5))[1]
-    labels = [f"{r['method']} | T={r.get('n_weeks', '')} beta={r.get('persistence', '')} effect={r.get('effect', '')}"
-              for _, r in s.iterrows()]
+    labels = [
+        f"{r['method']} | T={r.get('n_weeks', '')} beta={r.get('persistence', '')} effect={r.get('effect', '')}"
+        for _, r in s.iterrows()
+    ]
     y = np.arange(len(s))
     ax.errorbar(s[col], y, xerr=2 * s[f"{col}_mcse"], fmt="o", capsize=3)
     n = int(s["n"].median()) if len(s) else 1

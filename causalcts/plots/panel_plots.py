@@ -23,8 +23,16 @@ def _need(data: pd.DataFrame, cols: list[str]) -> None:
         raise MissingColumnError(f"The plot needs column(s) {missing}; columns are {list(data.columns)}.")
 
 
-def plot_adoption(data: pd.DataFrame, *, entity: str = "team", time: str = "week", share: str = "ai_share",
-                  n_teams: int = 30, seed: int = 0, ax=None):
+def plot_adoption(
+    data: pd.DataFrame,
+    *,
+    entity: str = "team",
+    time: str = "week",
+    share: str = "ai_share",
+    n_teams: int = 30,
+    seed: int = 0,
+    ax=None,
+):
     """AI-tool adoption over time: a sample of team trajectories and the mean share.
 
     Examples
@@ -43,14 +51,25 @@ def plot_adoption(data: pd.DataFrame, *, entity: str = "team", time: str = "week
         ax.plot(d[time], d[share], color="tab:blue", alpha=0.25, lw=0.8)
     mean = data.groupby(time)[share].mean()
     ax.plot(mean.index, mean.to_numpy(), color="black", lw=2.5, label="mean over teams")
-    ax.set(xlabel=time, ylabel="share of developers using the AI tool", ylim=(-0.02, 1.02),
-           title="Staggered, continuous adoption")
+    ax.set(
+        xlabel=time,
+        ylabel="share of developers using the AI tool",
+        ylim=(-0.02, 1.02),
+        title="Staggered, continuous adoption",
+    )
     ax.legend(loc="upper left")
     return ax
 
 
-def plot_outcome_by_adoption(data: pd.DataFrame, outcome: str, *, time: str = "week", share: str = "ai_share",
-                             bins: tuple[float, ...] = (0.0, 0.25, 0.75, 1.0), ax=None):
+def plot_outcome_by_adoption(
+    data: pd.DataFrame,
+    outcome: str,
+    *,
+    time: str = "week",
+    share: str = "ai_share",
+    bins: tuple[float, ...] = (0.0, 0.25, 0.75, 1.0),
+    ax=None,
+):
     """Mean outcome per week for team-weeks grouped by adoption share (descriptive, not causal)."""
     _need(data, [time, share, outcome])
     ax = ax or plt.subplots(figsize=(7, 4))[1]
@@ -63,8 +82,9 @@ def plot_outcome_by_adoption(data: pd.DataFrame, outcome: str, *, time: str = "w
     return ax
 
 
-def plot_estimates(results: Mapping[str, EstimationResults], term: str, *, truth: float | None = None,
-                   level: float = 0.95, ax=None):
+def plot_estimates(
+    results: Mapping[str, EstimationResults], term: str, *, truth: float | None = None, level: float = 0.95, ax=None
+):
     """Estimates of one term across methods with confidence intervals, and the truth if known."""
     ax = ax or plt.subplots(figsize=(7, 0.6 * len(results) + 1.5))[1]
     names = list(results)
@@ -93,8 +113,14 @@ def plot_tornado(sensitivity: pd.DataFrame, *, ax=None, title: str = "What drive
     s = sensitivity.iloc[::-1]
     colors = ["tab:green" if v < 0 else "tab:red" for v in s["effect"]]
     ax.barh(range(len(s)), s["effect"], color=colors, alpha=0.7)
-    ax.errorbar(s["effect"], range(len(s)), xerr=[s["effect"] - s["lower"], s["upper"] - s["effect"]], fmt="none",
-                ecolor="black", capsize=3)
+    ax.errorbar(
+        s["effect"],
+        range(len(s)),
+        xerr=[s["effect"] - s["lower"], s["upper"] - s["effect"]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
     ax.set_yticks(range(len(s)), s.index)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set(xlabel=f"effect of a one-SD increase ({sensitivity.attrs.get('unit', 'outcome units')})", title=title)
@@ -105,7 +131,9 @@ def plot_caterpillar(result, *, term: str = "Intercept", max_groups: int = 60, a
     """Team effects with 90% intervals from a sampled mixed model (``idata['team_effects']``)."""
     idata = getattr(result, "idata", None)
     if idata is None or "team_effects" not in idata.groups():
-        raise MissingColumnError("The caterpillar plot needs a sampled fit with team effects (method='nuts' or 'bayes').")
+        raise MissingColumnError(
+            "The caterpillar plot needs a sampled fit with team effects (method='nuts' or 'bayes')."
+        )
     te = idata["team_effects"]["team_effect"].sel(re_term=term)
     group_dim = [d for d in te.dims if d not in ("chain", "draw")][0]
     vals = te.stack(s=("chain", "draw")).transpose(group_dim, "s").values

@@ -29,7 +29,7 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
             paths[f"bias_{safe}"] = out / f"bias_vs_T_{safe}.png"
             fig.savefig(paths[f"bias_{safe}"], dpi=110, bbox_inches="tight")
             plt.close(fig)
-        fig = plt.figure(figsize=(8, 0.3 * len(summary[summary['term'] == term]) + 1.5))
+        fig = plt.figure(figsize=(8, 0.3 * len(summary[summary["term"] == term]) + 1.5))
         plot_coverage(summary, term, ax=fig.gca())
         paths[f"coverage_{safe}"] = out / f"coverage_{safe}.png"
         fig.savefig(paths[f"coverage_{safe}"], dpi=110, bbox_inches="tight")

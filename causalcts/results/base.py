@@ -66,7 +66,9 @@ class EstimationResults:
         object.__setattr__(self, "params", _freeze(self.params.rename("params")))
         object.__setattr__(self, "std_errors", _freeze(self.std_errors.rename("std_errors")))
         object.__setattr__(self, "cov", _freeze(self.cov))
-        object.__setattr__(self, "tests", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in dict(self.tests).items()}))
+        object.__setattr__(
+            self, "tests", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in dict(self.tests).items()})
+        )
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
     def __getattribute__(self, name: str):
@@ -101,9 +103,7 @@ class EstimationResults:
     def conf_int(self, level: float = 0.95) -> pd.DataFrame:
         """Confidence intervals (credible intervals for Bayesian fits) with columns ``lower`` and ``upper``."""
         c = self._critical(level)
-        return pd.DataFrame(
-            {"lower": self.params - c * self.std_errors, "upper": self.params + c * self.std_errors}
-        )
+        return pd.DataFrame({"lower": self.params - c * self.std_errors, "upper": self.params + c * self.std_errors})
 
     def long_run(self, variable: str, level: float = 0.95) -> dict[str, float]:
         """Long-run effect of ``variable``: gamma / (1 - sum of the outcome's lag coefficients).
@@ -139,14 +139,16 @@ class EstimationResults:
     def to_frame(self, level: float = 0.95) -> pd.DataFrame:
         """Tidy table: one row per term with estimate, std_error, statistic, pvalue, lower, upper."""
         ci = self.conf_int(level)
-        out = pd.DataFrame({
-            "estimate": self.params,
-            "std_error": self.std_errors,
-            "statistic": self.tstats,
-            "pvalue": self.pvalues,
-            "lower": ci["lower"],
-            "upper": ci["upper"],
-        })
+        out = pd.DataFrame(
+            {
+                "estimate": self.params,
+                "std_error": self.std_errors,
+                "statistic": self.tstats,
+                "pvalue": self.pvalues,
+                "lower": ci["lower"],
+                "upper": ci["upper"],
+            }
+        )
         return out.rename_axis("term")
 
     def summary(self) -> str:
@@ -240,5 +242,7 @@ def compare(results: dict[str, EstimationResults], *, stat: str = "std_errors") 
     cols = {}
     for name, r in results.items():
         s = getattr(r, stat)
-        cols[name] = pd.concat({"estimate": r.params, stat: s}, axis=0).swaplevel().sort_index(level=0, sort_remaining=False)
+        cols[name] = (
+            pd.concat({"estimate": r.params, stat: s}, axis=0).swaplevel().sort_index(level=0, sort_remaining=False)
+        )
     return pd.DataFrame(cols)

@@ -301,12 +301,29 @@ def simulate(
         raise CausalCTSError(f"rollout_window={rollout_window} must be two fractions, the first no larger.")
 
     design = SimulationDesign(
-        n_teams=int(n_teams), n_weeks=int(n_weeks), persistence=beta, effect=gamma, effect_sd=effect_sd,
-        effect_buildup=effect_buildup, baseline=base, team_sd=team_sd, noise_sd=noise_sd, week_sd=week_sd,
-        covariate_effects=cov, rollout_window=(lo_w, hi_w), adoption_speed=adoption_speed,
-        adoption_ceiling=adoption_ceiling, adoption_decline=adoption_decline, selection=selection,
-        feedback=feedback, mediation=mediation, outcome_model=outcome_model, missing_weeks=missing_weeks,
-        unbalanced=unbalanced, cts_drivers=cts, burn_in=int(burn_in),
+        n_teams=int(n_teams),
+        n_weeks=int(n_weeks),
+        persistence=beta,
+        effect=gamma,
+        effect_sd=effect_sd,
+        effect_buildup=effect_buildup,
+        baseline=base,
+        team_sd=team_sd,
+        noise_sd=noise_sd,
+        week_sd=week_sd,
+        covariate_effects=cov,
+        rollout_window=(lo_w, hi_w),
+        adoption_speed=adoption_speed,
+        adoption_ceiling=adoption_ceiling,
+        adoption_decline=adoption_decline,
+        selection=selection,
+        feedback=feedback,
+        mediation=mediation,
+        outcome_model=outcome_model,
+        missing_weeks=missing_weeks,
+        unbalanced=unbalanced,
+        cts_drivers=cts,
+        burn_in=int(burn_in),
         seed=seed if isinstance(seed, (int, np.integer)) or seed is None else None,
     )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -344,7 +361,9 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     g = np.empty((len(OUTCOMES), n))
     for j, o in enumerate(OUTCOMES):
         b = d.persistence[o]
-        shift = d.covariate_effects["rollback_rate"] * mean_rb + d.covariate_effects["interventions_per_deploy"] * mean_iv
+        shift = (
+            d.covariate_effects["rollback_rate"] * mean_rb + d.covariate_effects["interventions_per_deploy"] * mean_iv
+        )
         a[j] = (1 - b) * d.baseline[o] - shift + d.team_sd * z_team[:, j]
         g[j] = d.effect[o] + d.effect_sd * eta
 
@@ -360,9 +379,17 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     expo = np.zeros((total, n))
     rb = np.empty((total, n))
     iv = np.empty((total, n))
-    y_prev = np.array([(a[j] + d.covariate_effects["rollback_rate"] * mean_rb
-                        + d.covariate_effects["interventions_per_deploy"] * mean_iv) / (1 - d.persistence[o])
-                       for j, o in enumerate(OUTCOMES)])
+    y_prev = np.array(
+        [
+            (
+                a[j]
+                + d.covariate_effects["rollback_rate"] * mean_rb
+                + d.covariate_effects["interventions_per_deploy"] * mean_iv
+            )
+            / (1 - d.persistence[o])
+            for j, o in enumerate(OUTCOMES)
+        ]
+    )
     sd_y = np.array([d.noise_sd / np.sqrt(1 - d.persistence[o] ** 2) + 1e-12 for o in OUTCOMES])
     mu_team = y_prev.copy()
     betas = np.array([d.persistence[o] for o in OUTCOMES])[:, None]
@@ -381,8 +408,14 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         e_prev = e_now
         rb[t] = np.clip(rb_level + d.mediation * s + rb_noise[t], 0.0, 1.0)
         iv[t] = iv_level * np.exp(iv_noise[t])
-        mean = (a + week_shock[t][:, None] + betas * y_prev + g * e_now
-                + d.covariate_effects["rollback_rate"] * rb[t] + d.covariate_effects["interventions_per_deploy"] * iv[t])
+        mean = (
+            a
+            + week_shock[t][:, None]
+            + betas * y_prev
+            + g * e_now
+            + d.covariate_effects["rollback_rate"] * rb[t]
+            + d.covariate_effects["interventions_per_deploy"] * iv[t]
+        )
         if d.outcome_model == "gaussian":
             y_now = mean + d.noise_sd * eps[t]
         else:
@@ -405,31 +438,39 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     sd_b0, sd_b1 = 0.3, 0.1
     b0 = sd_b0 * cts_re[:, 0]
     b1 = sd_b1 * cts_re[:, 1]
-    log_cts = (np.log(4000.0 / 1.0) + b0[None, :] + (d.cts_drivers["cr_velocity"] + b1[None, :]) * crv
-               + d.cts_drivers["rollback_rate"] * rb_o + d.cts_drivers["interventions_per_deploy"] * iv_o
-               + d.cts_drivers["pages_per_oncall"] * ppo + 0.1 * cts_noise[sl])
+    log_cts = (
+        np.log(4000.0 / 1.0)
+        + b0[None, :]
+        + (d.cts_drivers["cr_velocity"] + b1[None, :]) * crv
+        + d.cts_drivers["rollback_rate"] * rb_o
+        + d.cts_drivers["interventions_per_deploy"] * iv_o
+        + d.cts_drivers["pages_per_oncall"] * ppo
+        + 0.1 * cts_noise[sl]
+    )
     dev_cost = np.where(deploys > 0, np.exp(log_cts) * deploys, cost_per_dev[None, :] * devs_o)
 
     weeks = np.arange(T)
-    frame = pd.DataFrame({
-        "team": np.tile(np.arange(n), T),
-        "week": np.repeat(weeks, n),
-        "developers": devs_o.ravel().astype(np.int64),
-        "crs_merged": crs.ravel().astype(np.int64),
-        "deployments": deploys.ravel().astype(np.int64),
-        "rollbacks": rollbacks.ravel().astype(np.int64),
-        "interventions": interventions.ravel().astype(np.int64),
-        "pages": pages.ravel().astype(np.int64),
-        "oncall_builders": oncall.ravel().astype(np.int64),
-        "ai_share": share_o.ravel(),
-        "dev_cost": dev_cost.ravel(),
-        "cr_velocity": crv.ravel(),
-        "deploys_per_builder": dpb.ravel(),
-        "rollback_rate": rb_o.ravel(),
-        "interventions_per_deploy": iv_o.ravel(),
-        "pages_per_oncall": ppo.ravel(),
-        "log_cts": log_cts.ravel(),
-    })
+    frame = pd.DataFrame(
+        {
+            "team": np.tile(np.arange(n), T),
+            "week": np.repeat(weeks, n),
+            "developers": devs_o.ravel().astype(np.int64),
+            "crs_merged": crs.ravel().astype(np.int64),
+            "deployments": deploys.ravel().astype(np.int64),
+            "rollbacks": rollbacks.ravel().astype(np.int64),
+            "interventions": interventions.ravel().astype(np.int64),
+            "pages": pages.ravel().astype(np.int64),
+            "oncall_builders": oncall.ravel().astype(np.int64),
+            "ai_share": share_o.ravel(),
+            "dev_cost": dev_cost.ravel(),
+            "cr_velocity": crv.ravel(),
+            "deploys_per_builder": dpb.ravel(),
+            "rollback_rate": rb_o.ravel(),
+            "interventions_per_deploy": iv_o.ravel(),
+            "pages_per_oncall": ppo.ravel(),
+            "log_cts": log_cts.ravel(),
+        }
+    )
     keep = np.ones(len(frame), dtype=bool)
     if d.unbalanced > 0:
         late = rng.uniform(size=n) < d.unbalanced
@@ -441,17 +482,19 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         keep &= rng.uniform(size=len(frame)) >= d.missing_weeks
     frame = frame.loc[keep].sort_values(["team", "week"], kind="stable").reset_index(drop=True)
 
-    teams = pd.DataFrame({
-        "team": np.arange(n),
-        "team_effect_cr_velocity": a[0],
-        "team_effect_deploys_per_builder": a[1],
-        "effect_cr_velocity": g[0],
-        "effect_deploys_per_builder": g[1],
-        "rollout_start": start - B,
-        "adoption_ceiling": ceiling,
-        "cts_intercept": b0,
-        "cts_slope_cr_velocity": b1,
-    })
+    teams = pd.DataFrame(
+        {
+            "team": np.arange(n),
+            "team_effect_cr_velocity": a[0],
+            "team_effect_deploys_per_builder": a[1],
+            "effect_cr_velocity": g[0],
+            "effect_deploys_per_builder": g[1],
+            "rollout_start": start - B,
+            "adoption_ceiling": ceiling,
+            "cts_intercept": b0,
+            "cts_slope_cr_velocity": b1,
+        }
+    )
     truth = Truth(
         persistence=dict(d.persistence),
         effect=dict(d.effect),
