@@ -170,44 +170,13 @@ def fit(
                 n_entities=n_ent,
                 outcome_lags=outcome_lags,
             )
+        common = dict(time_effects=time_effects, cov=cov, formula=formula, outcome_lags=outcome_lags)
+        args = (y, X, arrays.names, codes, periods)
         if method == "within":
-            return within_ols(
-                y,
-                X,
-                arrays.names,
-                codes,
-                periods,
-                time_effects=time_effects,
-                cov=cov,
-                formula=formula,
-                outcome_lags=outcome_lags,
-            )
+            return within_ols(*args, **common)
         if method == "jackknife":
-            return half_panel_jackknife(
-                y,
-                X,
-                arrays.names,
-                codes,
-                periods,
-                time_effects=time_effects,
-                cov=cov,
-                formula=formula,
-                outcome_lags=outcome_lags,
-            )
-        return bias_corrected_within(
-            y,
-            X,
-            arrays.names,
-            codes,
-            periods,
-            time_effects=time_effects,
-            cov=cov,
-            formula=formula,
-            outcome_lags=outcome_lags,
-            n_outcome_lags=len(outcome_lags),
-            terms=terms,
-            dep=dep,
-        )
+            return half_panel_jackknife(*args, **common)
+        return bias_corrected_within(*args, **common, n_outcome_lags=len(outcome_lags), terms=terms, dep=dep)
     # GMM family
     if not outcome_lags and method == "anderson-hsiao":
         raise SpecificationError("anderson-hsiao needs a lag of the outcome among the regressors.")
