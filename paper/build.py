@@ -52,7 +52,7 @@ def main() -> None:
     for name in ("headline", "smoke"):
         folder = RES / name
         if (folder / "cells").exists():
-            for key, path in write_report(folder).items():
+            for path in write_report(folder).values():
                 if path.suffix == ".png":
                     dest = FIG / f"{name}_{path.name}"
                     shutil.copy(path, dest)

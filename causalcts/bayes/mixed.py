@@ -406,37 +406,21 @@ def _fit_nuts(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
-        if sampler == "numpyro":
-            from causalcts.bayes.jaxlogp import sample_numpyro
+        if sampler == "numpyro" or fast:
+            logpost = IntegratedPosterior(
+                st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"], pri["lkj_eta"]
+            )
+            layout = dict(coords={"term": names, "re_term": re_names}, dims={"beta": ("term",), "re_sd": ("re_term",)})
+            if sampler == "numpyro":
+                from causalcts.bayes.jaxlogp import sample_numpyro
 
-            logpost = IntegratedPosterior(
-                st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"], pri["lkj_eta"]
-            )
-            idata = sample_numpyro(
-                logpost,
-                coords={"term": names, "re_term": re_names},
-                dims={"beta": ("term",), "re_sd": ("re_term",)},
-                chains=chains,
-                draws=draws,
-                tune=tune,
-                seed=seed,
-            )
-            used = "numpyro (JAX log-density)"
-        elif fast:
-            logpost = IntegratedPosterior(
-                st, spec.correlated, pri["beta_mu"], pri["beta_sd"], pri["sigma_sd"], pri["re_sd"], pri["lkj_eta"]
-            )
-            idata = sample_numpy_posterior(
-                logpost,
-                coords={"term": names, "re_term": re_names},
-                dims={"beta": ("term",), "re_sd": ("re_term",)},
-                chains=chains,
-                draws=draws,
-                tune=tune,
-                seed=seed,
-                progressbar=progressbar,
-            )
-            used = "nutpie (NumPy log-density)"
+                idata = sample_numpyro(logpost, **layout, chains=chains, draws=draws, tune=tune, seed=seed)
+                used = "numpyro (JAX log-density)"
+            else:
+                idata = sample_numpy_posterior(
+                    logpost, **layout, chains=chains, draws=draws, tune=tune, seed=seed, progressbar=progressbar
+                )
+                used = "nutpie (NumPy log-density)"
         else:
             model = build_pymc_model(st, spec, pri, names, re_names)
             idata, used = sample_model(

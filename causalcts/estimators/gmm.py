@@ -430,7 +430,7 @@ class _Engine:
         L = int(zkeep.sum())
         k = int(xkeep.sum())
         G = np.zeros((self.n_teams, L))
-        ar = {l: dict(d0=0.0, d1=0.0, EX=np.zeros(k), s=np.zeros(self.n_teams)) for l in ar_lags}
+        ar = {lag: dict(d0=0.0, d1=0.0, EX=np.zeros(k), s=np.zeros(self.n_teams)) for lag in ar_lags}
         aZX = np.zeros((L, k))
         vX = np.zeros((self.n_teams, k))
         ssr_d = 0.0
@@ -458,22 +458,20 @@ class _Engine:
             yD, XD, td, pd_ = b.ar
             ed = yD - XD @ beta_full
             kd = td.astype(np.int64) * (self.span + 2) + pd_
-            Xd = XD
-            for l in ar_lags:
-                p = _lag_positions(kd, l, self.span + 2)
+            for lag in ar_lags:
+                p = _lag_positions(kd, lag, self.span + 2)
                 el = np.where(p >= 0, ed[np.maximum(p, 0)], 0.0)
                 prod = el * ed
-                ar[l]["d0"] += float(prod.sum())
-                per_team = np.bincount(td, weights=prod, minlength=self.n_teams)
-                ar[l]["s"] += per_team
-                ar[l]["EX"] += (el @ Xd)[xkeep]
+                ar[lag]["d0"] += float(prod.sum())
+                ar[lag]["s"] += np.bincount(td, weights=prod, minlength=self.n_teams)
+                ar[lag]["EX"] += (el @ XD)[xkeep]
             if a_team is not None:
                 Xk = X[:, xkeep]
                 aZX += Z[:, zk].T @ (Xk * a_team[b.team][:, None])
                 zu = Z @ u_full
                 vX[teams] += np.add.reduceat(Xk * zu[:, None], starts, axis=0)
-        for l in ar_lags:
-            ar[l]["d1"] = float((ar[l]["s"] ** 2).sum())
+        for lag in ar_lags:
+            ar[lag]["d1"] = float((ar[lag]["s"] ** 2).sum())
         return dict(G=G, ar=ar, aZX=aZX, vX=vX, ssr_d=ssr_d, n_d=n_d)
 
 
@@ -628,11 +626,11 @@ def gmm_fit(
         "pvalue": float(stats.chi2.sf(sargan, df_over)) if df_over > 0 else np.nan,
     }
     bread = Minv @ ZX.T @ W
-    for l, a in res["ar"].items():
+    for lag, a in res["ar"].items():
         temp3 = res["G"].T @ a["s"]
         var = a["d1"] - 2.0 * float(a["EX"] @ bread @ temp3) + float(a["EX"] @ V @ a["EX"])
         z = a["d0"] / np.sqrt(var) if var > 0 else np.nan
-        tests[f"ar{l}"] = {"statistic": float(z), "pvalue": float(2 * stats.norm.sf(abs(z)))}
+        tests[f"ar{lag}"] = {"statistic": float(z), "pvalue": float(2 * stats.norm.sf(abs(z)))}
     if df_over > 0 and len(eng.z_groups) > 1:
         keep_idx = np.flatnonzero(zkeep)
         pos_of = {j: i for i, j in enumerate(keep_idx)}
