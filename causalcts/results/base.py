@@ -61,6 +61,12 @@ class EstimationResults:
     df_resid: float | None = None
     outcome_lags: tuple[str, ...] = ()
     info: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    spec: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    """What ``fit`` was called with (formula, method, entity, time and every option), enough to refit."""
+    resid: pd.Series | None = None
+    """Residuals of the estimating equation, indexed by (entity, time) of the estimation sample."""
+    fitted: pd.Series | None = None
+    """Fitted values of the estimating equation, same index as ``resid``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", _freeze(self.params.rename("params")))
@@ -70,13 +76,23 @@ class EstimationResults:
             self, "tests", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in dict(self.tests).items()})
         )
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+        object.__setattr__(self, "spec", MappingProxyType(dict(self.spec)))
+        for name in ("resid", "fitted"):
+            value = object.__getattribute__(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _freeze(value))
 
     def __getattribute__(self, name: str):
         # hand out copies, so that no caller can change a result in place
         value = object.__getattribute__(self, name)
-        if name in ("params", "std_errors", "cov"):
+        if name in ("params", "std_errors", "cov", "resid", "fitted") and value is not None:
             return value.copy()
         return value
+
+    @property
+    def sample(self) -> pd.MultiIndex | None:
+        """(entity, time) pairs of the estimation sample, where the estimator records residuals."""
+        return None if self.resid is None else self.resid.index
 
     # ------------------------------------------------------------------ inference
     @property
