@@ -1,60 +1,90 @@
-"""Top-level ``causalcts.fit``: frequentist estimators and the Bayesian dynamic panel behind one call.
+"""Top-level ``causalcts.fit``: every registered method (frequentist or Bayesian) behind one call.
 
-This module sits above :mod:`causalcts.estimators` and :mod:`causalcts.bayes` so that neither imports the other.
+This module sits above :mod:`causalcts.estimators` and :mod:`causalcts.bayes` so that neither imports the other;
+it dispatches through :mod:`causalcts.registry`.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
+from pathlib import Path
 
-from causalcts.bayes.dynamic import fit_bayes_dynamic
-from causalcts.errors import SpecificationError
+import pandas as pd
+
+from causalcts import registry
+from causalcts.data.panel import Panel
+from causalcts.errors import DataFileError, MissingColumnError
 from causalcts.estimators.api import fit as _fit_frequentist
 
 __all__ = ["fit"]
 
-_BAYES_KEYS = {
-    "random_slopes",
-    "initial_conditions",
-    "chains",
-    "draws",
-    "tune",
-    "seed",
-    "priors",
-    "prior_scale",
-    "progressbar",
-    "team_effect_draws",
-    "sampler",
-}
+
+def _read(data) -> pd.DataFrame | Panel:
+    if not isinstance(data, (str, Path)):
+        return data
+    path = Path(data)
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
+    if not path.exists():
+        raise DataFileError(f"No such file: {path}")
+    return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
 
 
-def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, **kwargs):
-    """Estimate a dynamic panel model; ``method="bayes"`` gives the Bayesian model with integrated team effects.
+def _drop_missing(data, entity: str, time: str, columns: list[str]):
+    """A Panel of the used columns without the rows where one is missing (a DataWarning counts them)."""
+    data = _read(data)
+    if isinstance(data, Panel):  # a Panel holds no missing values
+        return data
+    if not isinstance(data, pd.DataFrame):
+        return data  # the method raises its own error for other types
+    wanted = list(dict.fromkeys([entity, time, *columns]))
+    missing = [c for c in wanted if c not in data.columns]
+    if missing:
+        raise MissingColumnError(
+            f"The model uses {missing}, which {'is' if len(missing) == 1 else 'are'} not in the data; "
+            f"columns are {list(data.columns)}."
+        )
+    return Panel(data[wanted], entity=entity, time=time, columns=columns, dropna=True)
 
-    Frequentist methods and their options are documented in :func:`causalcts.estimators.fit`; the
-    Bayesian model in :func:`causalcts.bayes.dynamic.fit_bayes_dynamic` (options ``random_slopes``,
-    ``initial_conditions``, ``chains``, ``draws``, ``tune``, ``seed``, ``priors``, ``prior_scale``).
-    Every method returns results with the same interface.
+
+def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, dropna=False, **options):
+    """Estimate a dynamic panel model with any registered method (table below; ``causalcts.registry``).
+
+    Options left unset (None) take the method's defaults; an option that does not apply to ``method``
+    raises :class:`~causalcts.errors.SpecificationError` naming the options it takes. With ``dropna=True``
+    rows with a missing value in a column the model uses are dropped with a
+    :class:`~causalcts.errors.DataWarning` that counts them (otherwise they are an error).
+    Every method returns results with the same interface, and frequentist results carry ``spec``
+    (refit with ``causalcts.fit(**res.spec, data=new_data)``), ``resid`` and ``fitted``.
 
     Examples
     --------
     >>> import causalcts
     >>> sim = causalcts.simulate(n_teams=100, n_weeks=12, seed=3)
     >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="within")
-    >>> res.method
-    'within'
+    >>> res.method, res.spec["cov"]
+    ('within', 'robust')
+    >>> again = causalcts.fit(**res.spec, data=sim.data)
+    >>> bool((again.params == res.params).all())
+    True
     """
-    if method == "bayes":
-        unknown = set(kwargs) - _BAYES_KEYS
-        if unknown:
-            raise SpecificationError(
-                f"Option(s) {sorted(unknown)} do not apply to method='bayes'; it takes {sorted(_BAYES_KEYS)}."
-            )
-        return fit_bayes_dynamic(formula, data, entity=entity, time_col=time, time_effects=time_effects, **kwargs)
-    bayes_only = set(kwargs) & (_BAYES_KEYS - set(inspect.signature(_fit_frequentist).parameters))
-    if bayes_only:
-        raise SpecificationError(f"Option(s) {sorted(bayes_only)} apply only to method='bayes'.")
-    return _fit_frequentist(formula, data, entity=entity, time=time, method=method, time_effects=time_effects, **kwargs)
+    m = registry.get(method)
+    given = registry.check_options(method, options)
+    if dropna:
+        data = _drop_missing(data, entity, time, m.columns(formula, given))
+    res = m.fit(formula, data, entity=entity, time=time, time_effects=time_effects, **given)
+    spec = getattr(res, "spec", None)
+    if spec and dataclasses.is_dataclass(res) and "spec" in {f.name for f in dataclasses.fields(res)}:
+        res = dataclasses.replace(res, spec={**dict(spec), "dropna": bool(dropna)})
+    return res
 
 
-fit.__doc__ += "\n\nFrequentist options\n-------------------\n" + (_fit_frequentist.__doc__ or "")
+def _method_table() -> str:
+    rows = [
+        f"``{m.name}`` ({m.family}): {m.description}. Options: {', '.join(m.options) or 'none'}. Assumes {m.assumes}."
+        for m in registry.REGISTRY.values()
+    ]
+    return "\n\nMethods\n-------\n" + "\n".join(f"* {r}" for r in rows)
+
+
+fit.__doc__ += _method_table() + "\n\nFrequentist options\n-------------------\n" + (_fit_frequentist.__doc__ or "")

@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
     r = bsub.add_parser("recovery", help="run a grid of designs x methods x replications (resumable)")
     r.add_argument(
-        "--grid", default="smoke", help="smoke, paper, headline, or a path to a TOML grid (default: %(default)s)"
+        "--grid",
+        default="smoke",
+        help="a grid shipped with causalcts (smoke, paper, headline) or a path to a TOML grid (default: %(default)s)",
     )
     r.add_argument("--engine", choices=["local", "dask"], default="local")
     r.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
@@ -74,16 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("formula", help="e.g. 'cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate'")
     f.add_argument("--entity", default="team")
     f.add_argument("--time", default="week")
-    f.add_argument(
-        "--method",
-        default="diff-gmm",
-        choices=["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected", "bayes"],
-    )
+    f.add_argument("--method", default="diff-gmm", choices=_method_names(), help="(default: %(default)s)")
     f.add_argument("--seed", type=int, default=1, help="seed of the Bayesian sampler (method bayes)")
     f.add_argument("--no-time-effects", action="store_true", help="drop the week effects")
-    f.add_argument("--collapse", action="store_true", help="collapse GMM instruments (one column per lag)")
-    f.add_argument("--max-lag", type=int, default=None, help="last lag of the outcome used as a GMM instrument")
-    f.add_argument("--steps", type=int, choices=[1, 2], default=1)
+    f.add_argument(
+        "--collapse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="diff-gmm, sys-gmm: one instrument column per lag (default: collapsed; --no-collapse for xtabond2's "
+        "default, which is slow on long panels)",
+    )
+    f.add_argument(
+        "--max-lag",
+        type=int,
+        default=4,
+        help="diff-gmm, sys-gmm: last lag of the outcome used as an instrument, from lag 2 (default: %(default)s; "
+        "-1 for every available lag)",
+    )
+    f.add_argument("--steps", type=int, choices=[1, 2], default=1, help="diff-gmm, sys-gmm: one- or two-step")
     f.add_argument("--json", default=None, help="also save the results as JSON to this path")
     return p
 
@@ -118,34 +128,50 @@ def _simulate(args) -> None:
     )
 
 
+def _method_names() -> tuple[str, ...]:
+    from causalcts import registry
+
+    return registry.names()
+
+
 def _fit(args) -> None:
+    import pandas as pd
+
+    from causalcts import metrics, registry
     from causalcts.api import fit
     from causalcts.data.formula import parse_formula
+    from causalcts.errors import DataFileError
 
     dep, _ = parse_formula(args.formula)
-    if args.method == "bayes":
-        res = fit(
-            args.formula,
-            args.data,
-            entity=args.entity,
-            time=args.time,
-            method="bayes",
-            time_effects=not args.no_time_effects,
-            seed=args.seed,
-        )
-    else:
-        gmm = {dep: (2, args.max_lag)} if args.method in ("diff-gmm", "sys-gmm") else None
-        res = fit(
-            args.formula,
-            args.data,
-            entity=args.entity,
-            time=args.time,
-            method=args.method,
-            time_effects=not args.no_time_effects,
-            collapse=args.collapse,
-            steps=args.steps,
-            gmm=gmm,
-        )
+    method = registry.get(args.method)
+    if args.max_lag is not None and args.max_lag != -1 and args.max_lag < 2:
+        raise CausalCTSError(f"--max-lag must be 2 or more (or -1 for every lag), not {args.max_lag}.")
+    wanted = {
+        "seed": args.seed,
+        "collapse": args.collapse,
+        "steps": args.steps,
+        "gmm": {dep: (2, None if args.max_lag == -1 else args.max_lag)},
+    }
+    options = {k: v for k, v in wanted.items() if k in method.options}
+    path = Path(args.data)
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file.")
+    if not path.exists():
+        raise DataFileError(f"No such file: {path}")
+    frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    # metrics the formula names that the file lacks (cr_velocity, rollback_rate, ...) are derived from raw counts
+    derivable = [c for c in method.columns(args.formula, options) if c not in frame.columns and c in metrics.DERIVED]
+    if derivable:
+        frame = metrics.derive(frame, derivable)
+    res = fit(
+        args.formula,
+        frame,
+        entity=args.entity,
+        time=args.time,
+        method=args.method,
+        time_effects=not args.no_time_effects,
+        **options,
+    )
     print(res.summary())
     if args.json:
         res.to_json(args.json)
@@ -161,13 +187,19 @@ def _bench(args, parser) -> None:
         n_cells = len(grid.designs) * grid.replications
         print(
             f"Grid {grid.name!r}: {len(grid.designs)} designs x {grid.replications} replications = {n_cells} cells, "
-            f"methods {', '.join(grid.methods)}; engine {args.engine}; results in {args.out}/ (finished cells are kept)."
+            f"methods {', '.join(grid.methods)}; engine {args.engine}; results in {args.out}/ "
+            "(finished cells are kept)."
         )
         results = run_grid(grid, args.out, engine=args.engine, workers=args.workers, scheduler=args.scheduler)
         failed = int((results["error"] != "").sum())
-        print(f"Done: {len(results)} rows, {failed} failed fits recorded. Next: causalcts bench report {args.out}")
+        warned = int((results["warnings"].fillna("") != "").sum()) if "warnings" in results else 0
+        print(
+            f"Done: {len(results)} rows, {failed} failed fits recorded, {warned} rows with causalcts warnings "
+            f"recorded. Next: causalcts bench report {args.out}"
+        )
     elif args.bench_command == "report":
         paths = write_report(args.dir)
+        print(paths["text"].read_text())
         print(f"Wrote {', '.join(str(p) for p in paths.values())}")
     else:
         parser.parse_args(["bench", "--help"])

@@ -49,7 +49,7 @@ def run_demo(
     >>> sorted(rep.table.columns)[:3]
     ['effect', 'effect_lower', 'effect_upper']
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no window opens and the session's backend is left alone
 
     from causalcts.plots import plot_adoption, plot_estimates
 
@@ -104,17 +104,15 @@ def run_demo(
         f"covariates and week effects); the within row shows {within_bias:+.3f}."
     )
     figs = []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    plot_adoption(sim.data, ax=ax)
+    fig = Figure(figsize=(7, 4))
+    plot_adoption(sim.data, ax=fig.subplots())
     figs.append(out / "adoption.png")
     fig.savefig(figs[-1], dpi=120, bbox_inches="tight")
-    plt.close(fig)
     for term, truth in (("ai_share", truth_g), ("L1.cr_velocity", truth_b)):
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        plot_estimates(results, term, truth=truth, ax=ax)
+        fig = Figure(figsize=(7, 3.5))
+        plot_estimates(results, term, truth=truth, ax=fig.subplots())
         figs.append(out / f"estimates_{term.replace('.', '_')}.png")
         fig.savefig(figs[-1], dpi=120, bbox_inches="tight")
-        plt.close(fig)
     (out / "demo_results.json").write_text(
         json.dumps(
             {

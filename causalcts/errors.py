@@ -47,12 +47,36 @@ class TooFewPeriodsError(CausalCTSError):
     """Not enough periods for the requested lags or transformation."""
 
 
+class IrregularTimeError(CausalCTSError):
+    """Dates whose period length cannot be inferred; pass ``freq=``."""
+
+
 class CollinearityError(CausalCTSError):
     """A regressor is constant or a perfect linear combination of others."""
 
 
 class SpecificationError(CausalCTSError):
     """A formula, option or keyword argument that causalcts cannot use."""
+
+
+class TooFewClustersError(CausalCTSError):
+    """Fewer than two clusters for cluster-robust or wild-bootstrap inference."""
+
+
+class TreatmentError(CausalCTSError):
+    """A treatment that cannot define the design: it never varies, switches off, or has no valid onset."""
+
+
+class NoControlGroupError(CausalCTSError):
+    """A rollout design without the comparison units it needs (no never-treated teams for control="never")."""
+
+
+class CohortNotConstantError(CausalCTSError):
+    """An onset-cohort column that changes within a team; a team has one onset period."""
+
+
+class NoTreatmentVariationError(CausalCTSError):
+    """A treatment that never varies (or varies only across teams or only across periods)."""
 
 
 class DataWarning(UserWarning):

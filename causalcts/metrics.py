@@ -20,7 +20,9 @@ Examples
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -29,12 +31,15 @@ from causalcts.data.panel import Panel
 from causalcts.errors import CausalCTSError, DataWarning, MissingColumnError, RangeError
 
 __all__ = [
+    "DERIVED",
     "CapacitySavings",
     "add_metrics",
     "capacity_saved",
     "cts_sw",
     "deploys_per_builder",
+    "derive",
     "interventions_per_deploy",
+    "log_cts",
     "pages_per_oncall",
     "rollback_rate",
     "team_velocity",
@@ -119,26 +124,142 @@ def pages_per_oncall(data: pd.DataFrame | Panel) -> pd.Series:
     return _ratio(data, "pages", "oncall_builders", "pages_per_oncall")
 
 
-def add_metrics(data: pd.DataFrame | Panel, unit: str = "deployments") -> pd.DataFrame:
-    """Return a copy of the data with every metric added as a column.
+def log_cts(data: pd.DataFrame | Panel, unit: str = "deployments", cost: str = "dev_cost") -> pd.Series:
+    """Natural log of :func:`cts_sw`; NaN where CTS-SW is undefined or zero."""
+    cts = cts_sw(data, unit=unit, cost=cost)
+    return np.log(cts.where(cts > 0)).rename("log_cts")
 
-    Adds ``cts_sw``, ``log_cts``, ``cr_velocity``, ``deploys_per_builder``, ``rollback_rate_obs``,
-    ``interventions_per_deploy_obs`` and ``pages_per_oncall``. The observed delivery-health ratios
-    get an ``_obs`` suffix so that they never overwrite columns of the same name already present
-    (the simulator writes the true rates under the plain names).
-    """
-    frame = _frame(data).copy()
+
+#: Every metric computed from raw telemetry counts: name -> (function, raw columns it needs, description).
+#: The function takes a DataFrame (or Panel) and returns a Series named like the key.
+DERIVED: Mapping[str, tuple[Callable[[pd.DataFrame | Panel], pd.Series], tuple[str, ...], str]] = MappingProxyType(
+    {
+        "cts_sw": (cts_sw, ("dev_cost", "deployments"), "developer cost per deployment (CTS-SW)"),
+        "log_cts": (log_cts, ("dev_cost", "deployments"), "natural log of cts_sw"),
+        "cr_velocity": (team_velocity, ("crs_merged", "developers"), "CRs merged per developer-week"),
+        "deploys_per_builder": (deploys_per_builder, ("deployments", "developers"), "deployments per developer-week"),
+        "rollback_rate": (rollback_rate, ("rollbacks", "deployments"), "share of deployments rolled back"),
+        "interventions_per_deploy": (
+            interventions_per_deploy,
+            ("interventions", "deployments"),
+            "manual interventions per deployment",
+        ),
+        "pages_per_oncall": (pages_per_oncall, ("pages", "oncall_builders"), "pages per on-call builder"),
+    }
+)
+
+
+def _compute(frame: pd.DataFrame, names: list[str], unit: str) -> dict[str, pd.Series]:
+    """Compute the named metrics, checking raw columns first; warnings are re-raised at the caller's caller."""
+    for name in names:
+        needed = list(DERIVED[name][1])
+        if name in ("cts_sw", "log_cts"):
+            needed = ["dev_cost", unit]
+        absent = [c for c in needed if c not in frame.columns]
+        if absent:
+            raise MissingColumnError(
+                f"The metric {name!r} ({DERIVED[name][2]}) needs the raw column(s) {needed}; {absent} "
+                f"{'is' if len(absent) == 1 else 'are'} not in the data. Columns are {list(frame.columns)}."
+            )
+    out: dict[str, pd.Series] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        frame["cts_sw"] = cts_sw(frame, unit=unit)
-        frame["log_cts"] = np.log(frame["cts_sw"].where(frame["cts_sw"] > 0))
-        frame["cr_velocity"] = team_velocity(frame)
-        frame["deploys_per_builder"] = deploys_per_builder(frame)
-        frame["rollback_rate_obs"] = rollback_rate(frame)
-        frame["interventions_per_deploy_obs"] = interventions_per_deploy(frame)
-        frame["pages_per_oncall"] = pages_per_oncall(frame)
+        for name in names:
+            fn = DERIVED[name][0]
+            out[name] = fn(frame, unit=unit) if name in ("cts_sw", "log_cts") else fn(frame)
+    seen = set()
     for w in caught:
-        warnings.warn(str(w.message), DataWarning, stacklevel=2)
+        msg = str(w.message)
+        if issubclass(w.category, DataWarning) and msg not in seen:
+            seen.add(msg)
+            warnings.warn(msg, DataWarning, stacklevel=3)
+        elif not issubclass(w.category, DataWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def derive(data: pd.DataFrame | Panel, names: Iterable[str], *, unit: str = "deployments") -> pd.DataFrame:
+    """Return a copy of the data with the named metrics added where they are not columns already.
+
+    Names that are already columns are left as they are (so a simulator's or a user's own
+    column wins); the other names must be keys of :data:`DERIVED` and are computed from the
+    raw telemetry counts. The input is never modified.
+
+    Parameters
+    ----------
+    data
+        A DataFrame (or :class:`~causalcts.Panel`) with raw telemetry columns.
+    names
+        Column names wanted, e.g. every variable of a formula.
+    unit
+        Count column CTS-SW is expressed per (see :func:`cts_sw`).
+
+    Raises
+    ------
+    causalcts.errors.MissingColumnError
+        When a name is neither a column nor a derived metric, or a metric's raw columns are absent
+        (the message names them).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts import metrics
+    >>> raw = pd.DataFrame({"crs_merged": [12, 9], "developers": [8, 6], "deployments": [4, 3],
+    ...                     "rollbacks": [1, 0]})
+    >>> metrics.derive(raw, ["cr_velocity", "rollback_rate"]).columns.tolist()[-2:]
+    ['cr_velocity', 'rollback_rate']
+    >>> metrics.derive(raw, ["rollback_rate"])["rollback_rate"].tolist()
+    [0.25, 0.0]
+    """
+    frame = _frame(data).copy()
+    wanted = list(dict.fromkeys([names] if isinstance(names, str) else names))
+    unknown = [n for n in wanted if n not in frame.columns and n not in DERIVED]
+    if unknown:
+        raise MissingColumnError(
+            f"{unknown} {'is' if len(unknown) == 1 else 'are'} neither a column of the data nor a derived metric; "
+            f"derived metrics are {list(DERIVED)}; columns are {list(frame.columns)}."
+        )
+    todo = [n for n in wanted if n not in frame.columns]
+    for name, values in _compute(frame, todo, unit).items():
+        frame[name] = values
+    return frame
+
+
+def add_metrics(data: pd.DataFrame | Panel, unit: str = "deployments") -> pd.DataFrame:
+    """Return a copy of the data with every metric of :data:`DERIVED` computed from the raw counts.
+
+    Adds ``cts_sw``, ``log_cts``, ``cr_velocity``, ``deploys_per_builder``, ``rollback_rate``,
+    ``interventions_per_deploy`` and ``pages_per_oncall``, the names formulas use. A column of the
+    same name already present is replaced by the value computed from the counts; a
+    :class:`~causalcts.errors.DataWarning` names any whose values change. Use :func:`derive` to
+    keep existing columns and add only what is missing.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts import metrics
+    >>> week = pd.DataFrame({"developers": [8], "crs_merged": [12], "deployments": [4], "rollbacks": [1],
+    ...                      "interventions": [2], "pages": [3], "oncall_builders": [2], "dev_cost": [32000.0]})
+    >>> out = metrics.add_metrics(week)
+    >>> out[["cr_velocity", "rollback_rate", "interventions_per_deploy", "cts_sw"]].iloc[0].tolist()
+    [1.5, 0.25, 0.5, 8000.0]
+    """
+    frame = _frame(data).copy()
+    changed = []
+    for name, values in _compute(frame, list(DERIVED), unit).items():
+        if name in frame.columns:
+            old = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+            new = values.to_numpy(dtype=float)
+            if not np.allclose(old, new, rtol=1e-12, atol=0.0, equal_nan=True):
+                changed.append(name)
+        frame[name] = values
+    if changed:
+        warnings.warn(
+            f"add_metrics replaced the existing column(s) {changed} with values computed from the counts; "
+            "use metrics.derive to keep existing columns.",
+            DataWarning,
+            stacklevel=2,
+        )
     return frame
 
 

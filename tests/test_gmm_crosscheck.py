@@ -17,7 +17,7 @@ from causalcts import datasets
 HERE = Path(__file__).parent / "data"
 DATA = datasets.load("abdata")
 REF = json.loads((HERE / "pydynpd_abdata.json").read_text())
-NAMES = {"_cons": "_con"}
+NAMES = {"Intercept": "_con"}  # pydynpd labels the constant _con
 
 SPECS = {
     "sys_two_step_uncollapsed": dict(

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import causalcts
 from causalcts import Panel, metrics
 from causalcts.errors import CausalCTSError, DataWarning, MissingColumnError, RangeError
 
@@ -43,7 +44,8 @@ def test_panel_input_and_no_mutation(week):
     with pytest.warns(DataWarning):
         out = metrics.add_metrics(week)
     pd.testing.assert_frame_equal(week, before)
-    assert {"cts_sw", "log_cts", "cr_velocity", "rollback_rate_obs", "pages_per_oncall"} <= set(out.columns)
+    assert set(metrics.DERIVED) <= set(out.columns)  # the plain names formulas use
+    assert not any(c.endswith("_obs") for c in out.columns)
     p = Panel(week.iloc[:3].assign(team=["a", "a", "b"]))
     np.testing.assert_allclose(metrics.team_velocity(p), [1.5, 2.0, 1.0])
 
@@ -68,3 +70,57 @@ def test_capacity_formula():
         metrics.capacity_saved(developer_weeks=1, dev_cost=1)
     with pytest.raises(RangeError):
         metrics.capacity_saved(developer_weeks=1, dev_cost=1, throughput_change=-1.5)
+
+
+def test_readme_formula_works_on_real_data(week):
+    """Raw telemetry only: add_metrics gives the columns the README's formulas name."""
+    raw = pd.concat([week.assign(team=week["team"] + str(i)) for i in range(3)], ignore_index=True)
+    raw["deployments"] = raw["deployments"].replace(0, 3)
+    out = metrics.add_metrics(raw)
+    np.testing.assert_allclose(out["rollback_rate"], raw["rollbacks"] / raw["deployments"])
+    np.testing.assert_allclose(out["interventions_per_deploy"], raw["interventions"] / raw["deployments"])
+    res = causalcts.fit("cr_velocity ~ rollback_rate + interventions_per_deploy", out, method="pooled")
+    assert {"rollback_rate", "interventions_per_deploy"} <= set(res.params.index)
+
+
+def test_derived_mapping_is_complete_and_read_only():
+    for name, (fn, needed, description) in metrics.DERIVED.items():
+        assert callable(fn) and needed and description
+        assert set(needed) <= {
+            "dev_cost",
+            "deployments",
+            "crs_merged",
+            "developers",
+            "rollbacks",
+            "interventions",
+            "pages",
+            "oncall_builders",
+        }, name
+    with pytest.raises(TypeError):
+        metrics.DERIVED["new"] = (None, (), "")
+
+
+def test_derive_adds_only_missing_columns_and_never_mutates(week):
+    before = week.copy()
+    mine = week.assign(cr_velocity=99.0)
+    out = metrics.derive(mine, ["cr_velocity", "pages_per_oncall", "developers"])
+    pd.testing.assert_frame_equal(week, before)
+    assert "pages_per_oncall" not in mine.columns  # the caller's frame is untouched
+    assert (out["cr_velocity"] == 99.0).all()  # an existing column wins
+    np.testing.assert_allclose(out["pages_per_oncall"], week["pages"] / week["oncall_builders"])
+    assert set(out.columns) == set(mine.columns) | {"pages_per_oncall"}  # nothing else added
+    with pytest.warns(DataWarning, match="1 of 4 rows"):  # deployments is zero in row 3
+        cts = metrics.derive(week, ["log_cts"])["log_cts"]
+    np.testing.assert_allclose(cts.iloc[:3], np.log(week["dev_cost"] / week["deployments"]).iloc[:3])
+
+
+def test_derive_names_the_missing_raw_columns(week):
+    with pytest.raises(MissingColumnError, match=r"'rollback_rate'.*\['rollbacks', 'deployments'\].*\['rollbacks'\]"):
+        metrics.derive(week.drop(columns="rollbacks"), ["rollback_rate"])
+    with pytest.raises(MissingColumnError, match="velocityy"):
+        metrics.derive(week, ["velocityy"])
+
+
+def test_add_metrics_warns_when_it_replaces_different_values(week):
+    with pytest.warns(DataWarning, match=r"replaced the existing column\(s\) \['cr_velocity'\]"):
+        metrics.add_metrics(week.assign(cr_velocity=5.0, deployments=week["deployments"].replace(0, 1)))

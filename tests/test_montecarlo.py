@@ -1,16 +1,19 @@
 """Monte Carlo recovery studies: seeds, resume, engines, summaries with MCSE, and the smoke grid."""
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from causalcts.cli import main
-from causalcts.errors import CausalCTSError
+from causalcts.errors import CausalCTSError, SpecificationError
 from causalcts.evaluation.montecarlo import (
     cell_seed,
     design_id,
+    grid_names,
+    known_methods,
     load_grid,
     load_results,
     run_cell,
@@ -40,6 +43,28 @@ TINY = textwrap.dedent("""
 """)
 
 
+# 10 teams, 12 weeks and every lag of the outcome as an instrument: the instrument count (65) exceeds the
+# number of teams whatever the draw, so difference GMM raises InstrumentWarning in every replication.
+WARN = textwrap.dedent("""
+    [grid]
+    name = "warn"
+    formula = "cr_velocity ~ L(cr_velocity, 1) + ai_share"
+    outcome = "cr_velocity"
+    terms = ["L1.cr_velocity", "ai_share"]
+    replications = 2
+    seed = 3
+
+    [[design]]
+    n_teams = 10
+    n_weeks = 12
+    effect = 0.1
+
+    [methods]
+    within = { method = "within" }
+    many-instruments = { method = "diff-gmm", gmm = { cr_velocity = [2, -1] } }
+""")
+
+
 @pytest.fixture
 def tiny(tmp_path):
     path = tmp_path / "tiny.toml"
@@ -50,8 +75,36 @@ def tiny(tmp_path):
 def test_grid_expands_designs(tiny):
     assert [d["n_weeks"] for d in tiny.designs] == [6, 8]
     assert tiny.methods["broken"]["gmm"] == {"cr_velocity": (5, 1)}
-    with pytest.raises(CausalCTSError, match="No grid"):
+    with pytest.raises(CausalCTSError, match="No grid 'no-such-grid': the package ships headline, paper, smoke"):
         load_grid("no-such-grid")
+
+
+def test_shipped_grids_load_from_the_package_not_the_checkout():
+    """The grids live in causalcts/evaluation/grids (package data), so a wheel install finds them."""
+    import causalcts.evaluation
+
+    assert grid_names() == ["headline", "paper", "smoke"]
+    here = Path(causalcts.evaluation.__file__).parent / "grids"
+    for name in grid_names():
+        assert (here / f"{name}.toml").is_file()
+        grid = load_grid(name)
+        assert grid.name == name and set(m["method"] for m in grid.methods.values()) <= set(known_methods())
+
+
+def test_grid_methods_and_design_keys_are_checked(tmp_path):
+    from causalcts import registry
+
+    assert known_methods() == registry.names()  # the registry's list, not one of our own
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('within = { method = "within" }', 'fe = { method = "within-fe" }'))
+    with pytest.raises(SpecificationError, match=r"\[methods\] fe has method = 'within-fe'.*diff-gmm"):
+        load_grid(bad)
+    bad.write_text(TINY.replace('within = { method = "within" }', 'within = { method = "within", collapse = true }'))
+    with pytest.raises(SpecificationError, match=r"\[methods\] within: .*collapse"):
+        load_grid(bad)
+    bad.write_text(TINY.replace("effect = 0.1", "efect = 0.1"))
+    with pytest.raises(SpecificationError, match=r"design 1 sets \['efect'\], which simulate\(\) does not take"):
+        load_grid(bad)
 
 
 def test_cell_is_reproducible_alone_and_seeds_depend_on_design_and_replication(tiny):
@@ -88,6 +141,25 @@ def test_dask_engine_gives_the_same_numbers_as_local(tiny, tmp_path):
     pd.testing.assert_frame_equal(local.drop(columns="seconds"), dask.drop(columns="seconds"))
 
 
+def test_package_warnings_are_recorded_in_the_results_on_every_engine(tmp_path):
+    """A fit that warns is kept, and its warnings land in the table: spawned local processes and Dask alike."""
+    pytest.importorskip("dask.distributed")
+    path = tmp_path / "warn.toml"
+    path.write_text(WARN)
+    grid = load_grid(path)
+    local = run_grid(grid, tmp_path / "local", workers=2, progress=False)  # 2 workers: the spawn pool
+    dask = run_grid(grid, tmp_path / "dask", engine="dask", workers=2, progress=False)
+    pd.testing.assert_frame_equal(local.drop(columns="seconds"), dask.drop(columns="seconds"))
+    gmm = local[local["method"] == "many-instruments"]
+    assert len(gmm) == 4 and gmm["estimate"].notna().all()
+    assert gmm["warnings"].str.contains("InstrumentWarning: 65 instruments exceed the 10 entities").all()
+    assert (local.loc[local["method"] == "within", "warnings"] == "").all()
+    s = summarize(local).set_index(["method", "term"])
+    assert (s.loc["many-instruments", "InstrumentWarning_share"] == 1.0).all()
+    assert (s.loc["within", "warned_share"] == 0.0).all()
+    assert "warned" in summary_markdown(summarize(local))
+
+
 def test_summary_measures_and_mcse_by_hand():
     rng = np.random.default_rng(0)
     n = 400
@@ -121,7 +193,8 @@ def test_summary_measures_and_mcse_by_hand():
     cov = np.mean(np.abs(est - 1.0) <= 1.6449 * 0.5)
     assert s["coverage90"] == pytest.approx(cov)
     assert s["coverage90_mcse"] == pytest.approx(np.sqrt(cov * (1 - cov) / n))
-    assert "| d |" in summary_markdown(summarize(df))
+    assert s["mean"] == pytest.approx(np.mean(est))
+    assert "| d | m | x | 400 | 1 |" in summary_markdown(summarize(df))
 
 
 def test_cli_bench_recovery_and_report(tmp_path, capsys):
@@ -131,12 +204,24 @@ def test_cli_bench_recovery_and_report(tmp_path, capsys):
     assert main(["bench", "recovery", "--grid", str(grid), "--out", str(out), "--workers", "1"]) == 0
     assert "24 rows, 8 failed fits recorded" in capsys.readouterr().out
     assert main(["bench", "report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    # the table itself, designs by their parameters (not a hash), the truth beside the mean estimate
+    assert "All designs: N=40, effect=0.1." in printed
+    assert design_id(load_grid(grid).designs[0]) not in printed
+    header = next(line for line in printed.splitlines() if line.lstrip().startswith("design"))
+    assert header.split()[:6] == ["design", "method", "n", "truth", "mean", "estimate"]
+    row = next(line for line in printed.splitlines() if line.lstrip().startswith("T=6") and "within" in line)
+    assert row.split()[:4] == ["T=6", "within", "2", "0.5"]  # truth of L1.cr_velocity is the persistence 0.5
+    assert printed.index("T=6") < printed.index("T=10")  # designs in the order of their parameters
+    broken = next(line for line in printed.splitlines() if line.lstrip().startswith("T=6") and "broken" in line)
+    assert broken.split()[:5] == ["T=6", "broken", "0", "+2", "failed"]  # its 2 failed fits are counted, not hidden
+    assert "4 fits failed" in printed
     assert (out / "summary.md").exists() and (out / "bias_vs_T_L1_cr_velocity.png").exists()
     assert len(load_results(out)) == 2 * 2 * 3 * 2
 
 
 def test_smoke_grid_negative_controls_and_recovery(tmp_path):
-    """The smoke grid (benchmarks/grids/smoke.toml) with its pre-registered negative controls."""
+    """The smoke grid (causalcts/evaluation/grids/smoke.toml) with its pre-registered negative controls."""
     results = run_grid("smoke", tmp_path / "smoke", progress=False)
     s = summarize(results).set_index(["method", "term", "n_weeks", "persistence", "effect"])
     L1 = "L1.cr_velocity"

@@ -1,5 +1,7 @@
 """The simulator: reproducibility, truth consistency, and that every knob does what it says."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,12 +64,13 @@ def test_defaults_are_calibrated_to_public_figures():
     assert 1.0 <= pre["cr_velocity"].mean() <= 2.0  # about 1 to 2 PRs per developer-week
     lr = sim.truth.long_run_effect["cr_velocity"] / sim.design.baseline["cr_velocity"]
     assert 0.05 <= lr <= 0.25  # full adoption raises throughput by 5 to 25 percent
-    team_rb = sim.data.groupby("team")["rollback_rate"].mean()
+    team_rb = sim.data.groupby("team")["rollback_rate_latent"].mean()
     assert team_rb.min() >= 0.04 and team_rb.max() <= 0.41  # DORA change failure rates 5 to 40 percent
 
 
 def test_gaussian_outcome_follows_the_equation():
-    """With week shocks off, the equation's residual has the SD it was given."""
+    """With week shocks off, the equation's residual on the observed columns has the SD it was given,
+    plus the rounding of the count (uniform, variance 1 / (12 developers^2))."""
     sim = simulate(50, 30, seed=3, week_sd=0.0)
     d, t = sim.data, sim.truth
     p = Panel(d)
@@ -82,8 +85,9 @@ def test_gaussian_outcome_follows_the_equation():
         - t.covariate_effects["rollback_rate"] * dd["rollback_rate"]
         - t.covariate_effects["interventions_per_deploy"] * dd["interventions_per_deploy"]
     ).dropna()
-    # 1,450 draws: the sample SD of N(0, 0.2^2) lies within 0.2 * (1 +- 4/sqrt(2*1450))
-    assert abs(resid.std() - sim.design.noise_sd) < 4 * sim.design.noise_sd / np.sqrt(2 * len(resid))
+    sd = np.sqrt(sim.design.noise_sd**2 + np.mean(1 / (12 * dd["developers"].to_numpy(float) ** 2)))
+    # 1,450 draws: the sample SD of N(0, sd^2) lies within sd * (1 +- 4/sqrt(2*1450))
+    assert abs(resid.std() - sd) < 4 * sd / np.sqrt(2 * len(resid))
     assert abs(resid.mean()) < 4 * sim.design.noise_sd / np.sqrt(len(resid))
 
 
@@ -211,3 +215,89 @@ def test_save_writes_parquet_and_json(tmp_path):
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, sim.data)
     assert (tmp_path / "panel.truth.json").exists()
+
+
+def test_deploys_equation_uses_the_latent_rates():
+    """deploys_per_builder is drawn before the week's rollbacks, so its covariates are the latent rates."""
+    sim = simulate(50, 30, seed=3, week_sd=0.0)
+    t, p = sim.truth, sim.panel()
+    dd = p.data
+    a = t.teams.set_index("team").loc[dd["team"], "team_effect_deploys_per_builder"].to_numpy()
+    resid = (
+        dd["deploys_per_builder"]
+        - a
+        - t.persistence["deploys_per_builder"] * p.lag("deploys_per_builder").to_numpy()
+        - t.effect["deploys_per_builder"] * dd["ai_share"]
+        - t.covariate_effects["rollback_rate"] * dd["rollback_rate_latent"]
+        - t.covariate_effects["interventions_per_deploy"] * dd["interventions_per_deploy_latent"]
+    ).dropna()
+    sd = np.sqrt(sim.design.noise_sd**2 + np.mean(1 / (12 * dd["developers"].to_numpy(float) ** 2)))
+    assert abs(resid.std() - sd) < 4 * sd / np.sqrt(2 * len(resid))  # 4 SEs of a sample SD, as above
+    assert abs(resid.mean()) < 4 * sd / np.sqrt(len(resid))
+
+
+@pytest.mark.parametrize("outcome_model", ["gaussian", "count"])
+def test_metric_columns_are_what_a_user_computes_from_the_counts(outcome_model):
+    sim = simulate(60, 12, seed=15, outcome_model=outcome_model, missing_weeks=0.1)
+    d = sim.data
+    assert (d["deployments"] >= 1).all()  # every rate is defined
+    recomputed = causalcts.metrics.add_metrics(d[[c for c in d.columns if c in TELEMETRY_SCHEMA]])
+    for name in causalcts.metrics.DERIVED:
+        if name in d.columns:  # the simulator writes every derived metric but cts_sw
+            np.testing.assert_array_equal(d[name].to_numpy(), recomputed[name].to_numpy(), err_msg=name)
+    assert {"rollback_rate_latent", "interventions_per_deploy_latent"} <= set(d.columns)
+    assert not any(c.endswith("_obs") for c in d.columns)
+
+
+def test_observed_covariates_recover_the_truth_in_the_velocity_equation():
+    """The formulas used with simulated data estimate the truth: within (time effects) at T = 40 is
+    Nickell-biased for the lag, but the covariate coefficients are close."""
+    sim = simulate(300, 40, seed=16)
+    r = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate", sim.data, method="within")
+    # five standard errors: the Nickell bias of the lag coefficient leaks little into the covariate
+    assert (
+        abs(r.params["rollback_rate"] - sim.truth.covariate_effects["rollback_rate"])
+        < 5 * r.std_errors["rollback_rate"]
+    )
+
+
+def test_truth_is_read_only_all_the_way_down():
+    import dataclasses
+
+    sim = simulate(10, 5, seed=1)
+    t = sim.truth
+    with pytest.raises(TypeError):
+        t.persistence["cr_velocity"] = 0.9
+    with pytest.raises(TypeError):
+        t.cts_team_sd["intercept"] = 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.effect = {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        sim.truth = t
+    teams = t.teams
+    teams.loc[0, "effect_cr_velocity"] = 123.0
+    teams["new"] = 1
+    assert t.teams.loc[0, "effect_cr_velocity"] != 123.0 and "new" not in t.teams.columns
+    assert isinstance(t.to_dict()["persistence"], dict)  # JSON-ready
+    json.dumps(t.to_dict())
+
+
+def test_seeds_reproduce_runs():
+    a, b = simulate(20, 6, seed=5), simulate(20, 6, seed=5)
+    pd.testing.assert_frame_equal(a.data, b.data, check_exact=True)
+    assert a.seed == 5 and a.design.seed_entropy == 5
+    g = simulate(20, 6, seed=np.random.default_rng(5))
+    pd.testing.assert_frame_equal(g.data, a.data, check_exact=True)  # default_rng(5) is the stream of seed=5
+    assert g.seed is None
+    fresh1, fresh2 = simulate(20, 6), simulate(20, 6)
+    assert fresh1.seed is not None and fresh1.seed != fresh2.seed
+    assert not fresh1.data["cr_velocity"].equals(fresh2.data["cr_velocity"])
+    again = simulate(20, 6, seed=fresh1.seed)
+    pd.testing.assert_frame_equal(again.data, fresh1.data, check_exact=True)
+    assert json.loads(json.dumps(fresh1.design.to_dict()))["seed_entropy"] == fresh1.seed
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "7", True])
+def test_bad_seed_is_a_clear_error(seed):
+    with pytest.raises(CausalCTSError, match="seed="):
+        simulate(10, 5, seed=seed)

@@ -28,13 +28,12 @@ import numpy as np
 import pandas as pd
 
 from causalcts.bayes.formula_re import MixedFormula
-from causalcts.bayes.integrated import group_stats
-from causalcts.bayes.mixed import _fit_nuts
+from causalcts.bayes.mixed import _check_sampler_counts, _fit_nuts, resolve_cores, resolve_seed
 from causalcts.bayes.results import BayesResults
-from causalcts.data.design import panel_arrays, require_rows
-from causalcts.data.formula import parse_formula
+from causalcts.data.design import build_design, require_rows
+from causalcts.data.formula import formula_spec
 from causalcts.data.panel import Panel, check_full_rank
-from causalcts.errors import SpecificationError
+from causalcts.errors import SpecificationError, check_option
 
 __all__ = ["fit_bayes_dynamic"]
 
@@ -51,17 +50,29 @@ def fit_bayes_dynamic(
     chains: int = 4,
     draws: int = 1000,
     tune: int = 1000,
-    seed: int | None = None,
+    seed: int | np.random.Generator | None = None,
     priors: dict | None = None,
     prior_scale: float = 1.0,
     progressbar: bool = False,
     team_effect_draws: int = 100,
     sampler: str = "auto",
+    cores: int | None = None,
 ) -> BayesResults:
-    """Fit the Bayesian dynamic panel model (module docstring); called by ``causalcts.fit(method="bayes")``."""
+    """Fit the Bayesian dynamic panel model (module docstring); called by ``causalcts.fit(method="bayes")``.
+
+    Priors and sampler options are those of :func:`causalcts.mixed` (``method="nuts"``): defaults on
+    internally standardised data, mapped back; ``seed`` None draws fresh entropy and the integer used is
+    recorded in ``res.info["seed"]`` and ``res.spec["seed"]``; ``cores`` None runs every chain at once, up
+    to the CPU count. ``res.spec`` holds what ``causalcts.fit`` needs to refit.
+    """
     t0 = time.perf_counter()
-    dep, terms = parse_formula(formula)
-    outcome_lags = tuple(t.name for t in terms if t.variable == dep)
+    check_option("sampler", sampler, ("auto", "nutpie", "pymc", "numpyro"))
+    _check_sampler_counts(chains, draws, tune, team_effect_draws)
+    seed = resolve_seed(seed)
+    n_cores = resolve_cores(cores, chains)
+    fspec = formula_spec(formula)
+    dep, terms = fspec.outcome, list(fspec.terms)
+    outcome_lags = tuple(t.name for t in terms if t.variable == dep and t.lag > 0)
     if not outcome_lags:
         raise SpecificationError(
             "method='bayes' is the dynamic panel model: include a lag of the outcome, e.g. L(y, 1)."
@@ -76,9 +87,10 @@ def fit_bayes_dynamic(
     panel = (
         data
         if isinstance(data, Panel)
-        else Panel(data, entity=entity, time=time_col, columns=sorted({dep, *(t.variable for t in terms)}))
+        else Panel(data, entity=entity, time=time_col, columns=list(fspec.numeric))
     )
-    arrays = panel_arrays(panel, dep, terms)
+    arrays = build_design(fspec, panel)
+    terms, names = arrays.terms, arrays.names  # categorical terms now expanded to their columns
     ok = np.isfinite(arrays.y) & np.all(np.isfinite(arrays.X), axis=1)
     require_rows(int(ok.sum()), len(terms) + 2, "method='bayes'")
     codes_all = arrays.codes
@@ -114,7 +126,6 @@ def fit_bayes_dynamic(
     re_names = ["Intercept"] + slopes
     Z = np.column_stack([np.ones(len(y))] + [X[:, names.index(s)] for s in slopes])
     order = np.argsort(codes, kind="stable")
-    st = group_stats(y[order], Xf[order], Z[order], codes[order])
     labels = pd.Index(panel.entities[used_teams], name=panel.entity)
     spec = MixedFormula(
         outcome=dep, fixed=tuple(fixed_names), random=tuple(re_names), group=panel.entity, correlated=bool(slopes)
@@ -122,10 +133,10 @@ def fit_bayes_dynamic(
     with warnings.catch_warnings():
         res = _fit_nuts(
             spec,
-            st,
             y[order],
             Xf[order],
             Z[order],
+            codes[order],
             labels,
             formula=formula,
             chains=chains,
@@ -135,10 +146,29 @@ def fit_bayes_dynamic(
             priors=priors or {},
             prior_scale=prior_scale,
             sampler=sampler,
+            cores=n_cores,
             progressbar=progressbar,
             team_effect_draws=team_effect_draws,
             t0=t0,
         )
+    refit = {
+        "formula": formula,
+        "method": "bayes",
+        "entity": entity,
+        "time": time_col,
+        "time_effects": bool(time_effects),
+        "random_slopes": slopes,
+        "initial_conditions": bool(initial_conditions),
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "seed": seed,
+        "priors": dict(priors or {}),
+        "prior_scale": prior_scale,
+        "team_effect_draws": team_effect_draws,
+        "sampler": sampler,
+        "cores": cores,
+    }
     return BayesResults(
         params=res.params,
         std_errors=res.std_errors,
@@ -161,4 +191,35 @@ def fit_bayes_dynamic(
             "initial_conditions": bool(initial_conditions),
             "random_slopes": slopes,
         },
+        spec=refit,
     )
+
+
+def _fit_method(formula, data, *, entity="team", time="week", time_effects=True, **options):
+    """Registry call shape (``time`` rather than ``time_col``) for :func:`fit_bayes_dynamic`."""
+    return fit_bayes_dynamic(formula, data, entity=entity, time_col=time, time_effects=time_effects, **options)
+
+
+#: This family's methods, read by :mod:`causalcts.registry` (keys documented there).
+METHODS_DECLARED = (
+    dict(
+        name="bayes",
+        family="bayes",
+        fit=_fit_method,
+        options=(
+            "random_slopes",
+            "initial_conditions",
+            "chains",
+            "draws",
+            "tune",
+            "seed",
+            "priors",
+            "prior_scale",
+            "progressbar",
+            "team_effect_draws",
+            "sampler",
+        ),
+        description="Bayesian dynamic panel, random team effects integrated out (Wooldridge initial conditions)",
+        assumes="sequential exogeneity; team effect linear in y_i0 and the regressors' team means; normal errors",
+    ),
+)

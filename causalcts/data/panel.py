@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Iterable, Sequence
-from functools import reduce
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,12 @@ from causalcts.errors import (
     DataWarning,
     DuplicateKeyError,
     EmptyPanelError,
+    IrregularTimeError,
     MissingColumnError,
     MissingValueError,
     NonNumericError,
     RangeError,
+    SpecificationError,
     TooFewPeriodsError,
     describe_rows,
 )
@@ -36,26 +37,188 @@ def lag_name(column: str, k: int) -> str:
     return f"L{k}.{column}" if k > 0 else f"F{-k}.{column}"
 
 
-def _read(source: pd.DataFrame | str | Path) -> pd.DataFrame:
+def _read(source: object) -> pd.DataFrame:
+    """Turn the ``data`` argument of :class:`Panel` into a DataFrame (never the caller's object itself)."""
     if isinstance(source, pd.DataFrame):
         return source
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
-    if not path.exists():
-        raise DataFileError(f"No such file: {path}")
-    return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
+            raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file, or pass a DataFrame.")
+        if not path.exists():
+            raise DataFileError(f"No such file: {path}")
+        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if callable(getattr(source, "to_pandas", None)):  # polars, pyarrow tables
+        frame = source.to_pandas()
+        if isinstance(frame, pd.DataFrame):
+            return frame
+    rows_of_dicts = isinstance(source, (list, tuple)) and all(isinstance(r, Mapping) for r in source)
+    if isinstance(source, Mapping) or rows_of_dicts:
+        try:
+            return pd.DataFrame(source if isinstance(source, Mapping) else list(source))
+        except (ValueError, TypeError) as err:
+            raise DataFileError(f"Cannot turn the {type(source).__name__} into a table: {err}") from None
+    raise DataFileError(
+        f"Panel needs a DataFrame, a list of row dicts, a dict of columns, or the path of a .csv or .parquet "
+        f"file; got {type(source).__name__}."
+    )
 
 
-def _time_to_period(values: pd.Series, column: str) -> tuple[np.ndarray, object]:
-    """Map the time column to consecutive integer periods; return (periods, step)."""
+#: Calendar frequencies whose lags count calendar periods, not days (pandas Period aliases).
+_CALENDAR = {"M": "M", "MS": "M", "ME": "M", "Q": "Q-DEC", "QS": "Q-DEC", "QE": "Q-DEC", "Y": "Y-DEC", "YS": "Y-DEC"}
+_CALENDAR.update({"YE": "Y-DEC", "A": "Y-DEC", "AS": "Y-DEC"})
+_WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+FREQUENCIES: tuple[str, ...] = ("D", "W", *(f"W-{d}" for d in _WEEKDAYS), "M", "Q", "Y")
+
+
+def _period_freq(freq: str) -> str:
+    """Normalise a user's ``freq`` to a pandas Period alias: D, W-MON .. W-SUN, M, Q-DEC or Y-DEC."""
+    f = str(freq).strip().upper()
+    if f == "D":
+        return "D"
+    if f == "W":
+        return "W-SUN"
+    if f.startswith("W-") and f[2:] in _WEEKDAYS:
+        return f
+    if f in _CALENDAR:
+        return _CALENDAR[f]
+    raise SpecificationError(
+        f"freq={freq!r} is not supported; choose one of {', '.join(repr(x) for x in FREQUENCIES)} "
+        "(W-MON .. W-SUN name the day a week ends)."
+    )
+
+
+def _as_dates(values: pd.Series, column: str) -> pd.Series | None:
+    """The time column as naive datetimes (local wall time), or None when it holds numbers."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        ns = values.astype("datetime64[ns]").astype("int64").to_numpy()
-        uniq = np.unique(ns)
-        gaps = np.diff(uniq)
-        step = int(reduce(math.gcd, gaps.tolist())) if len(gaps) else 7 * 86_400 * 10**9
-        return ((ns - uniq[0]) // step).astype(np.int64), pd.Timedelta(step, unit="ns")
+        dates = values
+    elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    else:
+        present = values.dropna()
+        if len(present) == 0 or pd.to_numeric(present, errors="coerce").notna().all():
+            return None  # numbers stored as text: integer periods
+        texts = all(isinstance(v, str) for v in present)
+        if not texts and not all(hasattr(v, "year") for v in present):
+            return None  # mixed numbers and text: the integer check names the rows
+        fmt = {"format": "ISO8601"} if texts else {}
+        try:
+            dates = pd.to_datetime(values, **fmt)
+        except (ValueError, TypeError):
+            try:
+                dates = pd.to_datetime(values, utc=True, **fmt)
+            except (ValueError, TypeError):
+                parsed = [pd.to_datetime(v, errors="coerce", **fmt) for v in values]
+                bad = values.index[[p is pd.NaT and v == v for p, v in zip(parsed, values)]]
+                raise NonNumericError(
+                    f"Time column {column!r} must hold integers or dates (ISO 8601 text such as '2025-01-06'); "
+                    f"{describe_rows(bad)} hold {list(values[bad].unique()[:3])}."
+                ) from None
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)  # calendar periods follow the local wall time
+    if dates.isna().any():
+        rows = values.index[dates.isna()]
+        raise MissingValueError(
+            f"Time column {column!r} has missing dates in {describe_rows(rows)}; every row needs a time "
+            "(dropna=True does not drop these)."
+        )
+    return dates.astype("datetime64[ns]")
+
+
+def _describe_gap(gap: pd.Timedelta) -> str:
+    days = gap / pd.Timedelta(days=1)
+    return f"{days:g} day{'s' if days != 1 else ''}" if days == int(days) else str(gap)
+
+
+def _infer_freq(dates: pd.Series, column: str) -> str | pd.Timedelta:
+    """A calendar alias (``M``, ``Q-DEC``, ``Y-DEC``) or the regular step between distinct dates."""
+    uniq = pd.DatetimeIndex(np.unique(dates.to_numpy()))
+    if len(uniq) < 2:
+        return pd.Timedelta(days=7)
+    same_clock = bool((uniq - uniq.normalize() == uniq[0] - uniq[0].normalize()).all())
+    if same_clock:
+        month_end = bool(uniq.is_month_end.all())
+        one_day = uniq.day.nunique() == 1
+        for alias, months in (("Y-DEC", 12), ("Q-DEC", 3), ("M", 1)):
+            # every date at the same place in its period: the same day of the same month of the period,
+            # or the last day of the same month of the period
+            same_month = pd.Index((uniq.month - 1) % months).nunique() == 1
+            anchored = same_month and (one_day or month_end)
+            if anchored and uniq.to_period(alias).nunique() == len(uniq):
+                return alias
+    gaps = np.diff(uniq.asi8)
+    step = int(gaps.min())
+    if np.any(gaps % step) or np.median(gaps) >= 2 * step:
+        shown = ", ".join(_describe_gap(pd.Timedelta(int(g), unit="ns")) for g in np.unique(gaps)[:4])
+        raise IrregularTimeError(
+            f"The dates in {column!r} are irregular (steps of {shown} between distinct dates), so the period "
+            "length is unclear. Pass freq= to Panel or fit, e.g. freq='W' (weekly; 'W-MON' .. 'W-SUN' name "
+            "the day a week ends), 'D', 'M', 'Q' or 'Y'."
+        )
+    return pd.Timedelta(step, unit="ns")
+
+
+@dataclass(frozen=True)
+class _PeriodScale:
+    """How a panel turns times into integer periods: ``kind`` is "int", "step" (a fixed step from
+    ``origin`` in nanoseconds) or "alias" (pandas Period ordinals of ``alias`` minus ``origin``)."""
+
+    kind: str
+    origin: int = 0
+    step_ns: int = 1
+    alias: str | None = None
+
+    def periods(self, values: pd.Series, column: str, dates: pd.Series | None = None) -> np.ndarray:
+        if self.kind == "int":
+            return _integer_periods(values, column)
+        dates = _as_dates(values, column) if dates is None else dates
+        if dates is None:
+            raise NonNumericError(f"{column!r} holds numbers, but the panel's time is dates.")
+        if self.kind == "step":
+            return (dates.to_numpy().astype("int64") - self.origin) // self.step_ns
+        return dates.dt.to_period(self.alias).array.asi8.astype(np.int64) - self.origin
+
+
+def _time_to_period(
+    values: pd.Series, column: str, freq: str | None = None
+) -> tuple[np.ndarray, object, str | None, _PeriodScale]:
+    """Map the time column to integer periods; return (periods, step, freq, scale).
+
+    Integers are kept as they are (negative or zero too); dates become consecutive
+    periods of ``freq`` (inferred when None), so a missing period is a gap.
+    """
+    dates = _as_dates(values, column)
+    if dates is None:
+        if freq is not None:
+            raise SpecificationError(f"freq={freq!r} applies to dates, but the time column {column!r} holds numbers.")
+        return _integer_periods(values, column), 1, None, _PeriodScale("int")
+    if freq is not None:
+        alias = _period_freq(freq)
+    else:
+        inferred = _infer_freq(dates, column)
+        if isinstance(inferred, pd.Timedelta):
+            ns = dates.to_numpy().astype("int64")
+            days = inferred / pd.Timedelta(days=1)
+            if days == 7:  # the pandas weekly period that starts on the first date's weekday
+                name: str | None = f"W-{_WEEKDAYS[(pd.Timestamp(ns.min()).day_of_week + 6) % 7]}"
+            else:
+                name = "D" if days == 1 else None
+            scale = _PeriodScale("step", origin=int(ns.min()), step_ns=int(inferred.value))
+            return scale.periods(values, column, dates), inferred, name, scale
+        alias = inferred
+    periods = dates.dt.to_period(alias)
+    ordinals = periods.array.asi8.astype(np.int64)
+    if alias == "D":
+        step: object = pd.Timedelta(days=1)
+    elif alias.startswith("W"):
+        step = pd.Timedelta(days=7)
+    else:
+        step = periods.dtype.freq
+    return ordinals - ordinals.min(), step, alias, _PeriodScale("alias", origin=int(ordinals.min()), alias=alias)
+
+
+def _integer_periods(values: pd.Series, column: str) -> np.ndarray:
     numeric = pd.to_numeric(values, errors="coerce")
     bad = numeric.isna() & values.notna()
     if bad.any():
@@ -66,11 +229,14 @@ def _time_to_period(values: pd.Series, column: str) -> tuple[np.ndarray, object]
     arr = numeric.to_numpy(dtype=float)
     if not np.all(np.isfinite(arr)):
         rows = values.index[~np.isfinite(arr)]
-        raise MissingValueError(f"Time column {column!r} has missing values in {describe_rows(rows)}.")
+        raise MissingValueError(
+            f"Time column {column!r} has missing values in {describe_rows(rows)}; every row needs a time "
+            "(dropna=True does not drop these)."
+        )
     if np.any(arr != np.round(arr)):
         rows = values.index[arr != np.round(arr)]
         raise NonNumericError(f"Time column {column!r} must hold whole numbers; {describe_rows(rows)} do not.")
-    return arr.astype(np.int64), 1
+    return arr.astype(np.int64)
 
 
 def check_full_rank(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, what: str = "regressor") -> None:
@@ -127,16 +293,25 @@ class Panel:
     """A validated panel of entities (teams) observed over periods (weeks).
 
     The caller's DataFrame is copied and never modified. Rows are sorted by entity
-    and time. Time may be integers (week numbers) or dates; dates are mapped to
-    consecutive periods of the smallest step between distinct dates (a week for
-    weekly data), so a missing week is a gap.
+    and time. Time may be integers (week numbers, years; zero and negative values
+    work too) or dates (datetime columns, time-zone aware or not, or ISO 8601 text
+    such as ``"2025-01-06"``). Dates are mapped to consecutive periods of ``freq``,
+    so a missing period is a gap. Without ``freq`` the frequency is inferred:
+    monthly, quarterly or yearly when every date sits at the same place in its
+    calendar period (lags then count calendar months, quarters or years), else the
+    regular step between distinct dates (a day, a week); irregular dates raise
+    :class:`~causalcts.errors.IrregularTimeError`, which asks for ``freq``.
 
     Parameters
     ----------
     data
-        A DataFrame, or the path of a CSV or Parquet file.
+        A DataFrame, a list of row dicts, a dict of columns, or the path of a CSV or Parquet file.
     entity, time
         Names of the entity and time columns.
+    freq
+        Period of date times: ``"D"``, ``"W"`` (weeks ending Sunday), ``"W-MON"`` .. ``"W-SUN"``
+        (weeks ending that day), ``"M"``, ``"Q"`` or ``"Y"``. Default: inferred from the dates.
+        Not allowed with integer times.
     columns
         Numeric columns to validate beyond the telemetry schema columns present.
     dropna
@@ -162,6 +337,14 @@ class Panel:
     [nan, 3.0, nan, nan, 2.0]
     >>> p.per_builder("crs_merged").tolist()
     [1.5, 2.5, 2.0, 2.0, 2.0]
+
+    Monthly dates are lagged by calendar month:
+
+    >>> monthly = pd.DataFrame({"team": ["a", "a", "b", "b"], "week": ["2025-01-01", "2025-02-01"] * 2,
+    ...                         "crs_merged": [3, 5, 2, 4]})
+    >>> m = Panel(monthly)
+    >>> m.freq, m.lag("crs_merged").tolist()
+    ('M', [nan, 3.0, nan, 2.0])
     """
 
     def __init__(
@@ -173,10 +356,9 @@ class Panel:
         columns: Iterable[str] | None = None,
         dropna: bool = False,
         min_entities: int = 2,
+        freq: str | None = None,
     ) -> None:
         frame = _read(data)
-        if not isinstance(frame, pd.DataFrame):
-            raise MissingColumnError(f"Panel needs a pandas DataFrame or a file path, not {type(data).__name__}.")
         if frame.shape[0] == 0:
             raise EmptyPanelError("The data has no rows.")
         for role, col in (("entity", entity), ("time", time)):
@@ -192,10 +374,11 @@ class Panel:
         ent = frame[entity]
         if ent.isna().any():
             raise MissingValueError(
-                f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}."
+                f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}; every row "
+                "needs an entity (dropna=True does not drop these)."
             )
-        period, step = _time_to_period(frame[time], time)
-        self._check_duplicates(frame, entity, time)
+        period, step, freq_used, self._scale = _time_to_period(frame[time], time, freq)
+        self._check_duplicates(frame, entity, time, period)
 
         numeric = [c for c in NUMERIC_SCHEMA_COLUMNS if c in frame.columns]
         numeric += [c for c in requested if c not in numeric and c not in (entity, time)]
@@ -224,19 +407,25 @@ class Panel:
         self.entity = entity
         self.time = time
         self.step = step
-        span = self._period.max() + 1
-        self._key = self._codes * (span + 1) + self._period
+        self.freq = freq_used
+        self._freq_arg = freq
+        # Lag keys: entity code times a stride wider than the span of periods, plus the period counted from
+        # the earliest one, so periods that are zero or negative (year - 1984) sort and shift correctly.
+        start = int(self._period.min())
+        span = int(self._period.max()) - start + 1
+        self._key = self._codes * (span + 1) + (self._period - start)
 
     # ------------------------------------------------------------------ validation
     @staticmethod
-    def _check_duplicates(frame: pd.DataFrame, entity: str, time: str) -> None:
-        dup = frame.duplicated([entity, time], keep=False)
+    def _check_duplicates(frame: pd.DataFrame, entity: str, time: str, period: np.ndarray) -> None:
+        keys = pd.DataFrame({"e": frame[entity].to_numpy(), "p": period})
+        dup = pd.Series(keys.duplicated(keep=False).to_numpy(), index=frame.index)
         if dup.any():
             pairs = frame.loc[dup, [entity, time]].drop_duplicates().head(3)
             shown = ", ".join(f"({e!r}, {t!r})" for e, t in pairs.itertuples(index=False))
             raise DuplicateKeyError(
-                f"{int(dup.sum())} rows share an ({entity}, {time}) pair, e.g. {shown}: {describe_rows(frame.index[dup])}. "
-                "Aggregate them to one row per team and week first."
+                f"{int(dup.sum())} rows share an ({entity}, {time}) period, e.g. {shown}: "
+                f"{describe_rows(frame.index[dup])}. Aggregate them to one row per {entity} and period first."
             )
 
     @staticmethod
@@ -314,7 +503,7 @@ class Panel:
         frame = self.data
         for name, values in new.items():
             frame[name] = np.asarray(values)
-        return Panel(frame, entity=self.entity, time=self.time, columns=list(new), min_entities=1)
+        return Panel(frame, entity=self.entity, time=self.time, columns=list(new), min_entities=1, freq=self._freq_arg)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -339,7 +528,11 @@ class Panel:
 
     @property
     def periods(self) -> np.ndarray:
-        """Integer period of each row (0 for the earliest time in the data); gaps are kept."""
+        """Integer period of each row; gaps are kept.
+
+        Integer times are returned as given (they may be zero or negative); dates are counted
+        in periods of :attr:`freq` from the earliest date (0).
+        """
         return self._period.copy()
 
     @property
@@ -378,6 +571,23 @@ class Panel:
         kind = "balanced" if self.is_balanced else "unbalanced"
         gaps = ", with gaps" if self.has_gaps else ""
         return f"Panel({self.n_entities} {self.entity} x {self.n_periods} {self.time}, {self.nobs} rows, {kind}{gaps})"
+
+    def period_of(self, values: Iterable[object] | pd.Series) -> np.ndarray:
+        """Integer periods of time values on this panel's scale (for onsets, event dates, cut-offs).
+
+        Integers are returned as they are; dates are mapped with the panel's :attr:`freq`, so
+        ``period_of(data[time])`` equals :attr:`periods` row by row.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from causalcts import Panel
+        >>> p = Panel({"team": ["a", "a", "b", "b"], "week": ["2025-01-01", "2025-02-01"] * 2, "x": [1, 2, 3, 4]})
+        >>> p.period_of(["2025-04-01"]).tolist()   # three months after the first month
+        [3]
+        """
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values))
+        return self._scale.periods(series, self.time)
 
     # ------------------------------------------------------------------ column access and checks
     def column(self, name: str) -> pd.Series:

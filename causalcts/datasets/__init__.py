@@ -12,12 +12,21 @@
 * ``dietox``: pig growth from the R package geepack, 861 rows, 72 pigs (``Pig``), ``Weight`` (kg),
   ``Time`` (week 1-12), ``Evit``, ``Cu``, ``Litter``, ``Start``, ``Feed``. Citation: Lauridsen et
   al. (1999).
+* ``orthodont``: nlme's ``Orthodont`` growth curves, 108 rows, 27 children (16 boys ``M01``-``M16``,
+  11 girls ``F01``-``F11``) measured every two years from age 8 to 14: ``distance`` (mm, pituitary to
+  pterygomaxillary fissure on x-ray), ``age`` (years), ``Subject``, ``Sex`` (``Male``/``Female``).
+  From the R package nlme as exported by Rdatasets (github.com/vincentarelbundock/Rdatasets,
+  ``csv/nlme/Orthodont.csv`` at commit cc03c29690889dbe83089f5206e2422db8c3f71f, row-name column
+  dropped). Citation: Potthoff, R. F. and Roy, S. N. (1964), Biometrika 51; Pinheiro, J. C. and
+  Bates, D. M. (2000), Mixed-Effects Models in S and S-PLUS, Springer (Appendix A.17).
 
 Examples
 --------
 >>> from causalcts import datasets
 >>> datasets.load("sleepstudy").shape
 (180, 3)
+>>> datasets.load("orthodont").shape
+(108, 4)
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from causalcts.errors import CausalCTSError
 __all__ = ["NAMES", "load", "path"]
 
 HERE = Path(__file__).parent
-NAMES = ("abdata", "sleepstudy", "dietox")
+NAMES = ("abdata", "sleepstudy", "dietox", "orthodont")
 
 
 def path(name: str) -> Path:

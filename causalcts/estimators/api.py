@@ -1,15 +1,21 @@
-"""``causalcts.fit``: one entry point for every dynamic-panel estimator."""
+"""The frequentist methods: one function per method, and their declarations for :mod:`causalcts.registry`.
+
+Every method function has the call shape ``fit_x(formula, data, *, entity, time, time_effects, **options)``
+and accepts only the options that apply to it; :func:`fit` (the 0.1 entry point, kept) dispatches by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from causalcts.data.design import panel_arrays, require_rows
-from causalcts.data.formula import Term, parse_formula
+from causalcts.data.design import build_design, require_rows
+from causalcts.data.formula import Term, formula_spec, parse_formula
 from causalcts.data.panel import Panel
 from causalcts.errors import CausalCTSError, MissingColumnError, SpecificationError, check_option
 from causalcts.estimators.bias import bias_corrected_within, half_panel_jackknife
@@ -17,15 +23,25 @@ from causalcts.estimators.gmm import GMMSpec, gmm_fit
 from causalcts.estimators.linear import pooled_ols, within_ols
 from causalcts.results.base import EstimationResults
 
-__all__ = ["METHODS", "fit"]
+__all__ = [
+    "METHODS",
+    "METHODS_DECLARED",
+    "check_options",
+    "fit",
+    "fit_anderson_hsiao",
+    "fit_bias_corrected",
+    "fit_diff_gmm",
+    "fit_jackknife",
+    "fit_pooled",
+    "fit_sys_gmm",
+    "fit_within",
+    "used_columns",
+]
 
-METHODS = ("pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected")
-#: Every method of causalcts.fit, the Bayesian model included.
-ALL_METHODS = (*METHODS, "bayes")
-
-Method = Literal["pooled", "within", "anderson-hsiao", "diff-gmm", "sys-gmm", "jackknife", "bias-corrected"]
+COV_TYPES = ("robust", "unadjusted")
 
 
+# ---------------------------------------------------------------------------------------------- helpers
 def _as_panel(data, entity, time, columns) -> Panel:
     if isinstance(data, Panel):
         if (data.entity, data.time) != (entity, time) and (entity, time) != ("team", "week"):
@@ -61,123 +77,145 @@ def _parse_iv(iv, dep: str, terms: list[Term], gmm_vars: set[str]) -> list[Term]
     return out
 
 
-def fit(
-    formula: str,
-    data: pd.DataFrame | Panel | str | Path,
-    *,
-    entity: str = "team",
-    time: str = "week",
-    method: Method = "diff-gmm",
-    time_effects: bool = True,
-    gmm: dict[str, tuple[int, int | None]] | None = None,
-    iv: list[str] | None = None,
-    level_iv: list[str] | None = None,
-    collapse: bool = False,
-    steps: Literal[1, 2] = 1,
-    cov: Literal["robust", "unadjusted"] = "robust",
-    small: bool = False,
-    transform: Literal["fd", "fod"] = "fd",
-    **kwargs,
-) -> EstimationResults:
-    """Estimate a dynamic panel model ``y_it = a_i + lambda_t + beta y_i,t-1 + gamma'X_it + e_it``.
+def used_columns(formula: str, options: Mapping[str, Any]) -> list[str]:
+    """Every data column a frequentist fit reads: the formula's and those named by ``gmm``, ``iv``, ``level_iv``.
 
-    Parameters
-    ----------
-    formula
-        ``"y ~ L(y, 1) + x + L(z, 0:1)"``; ``L(var, a:b)`` adds lags a..b of ``var``.
-    data
-        DataFrame, :class:`~causalcts.Panel` or CSV/Parquet path, one row per entity and period.
-    entity, time
-        Key columns.
-    method
-        ``"pooled"`` OLS (upper bound on persistence), ``"within"`` fixed effects (lower bound,
-        Nickell-biased), ``"anderson-hsiao"`` (first differences instrumented by the outcome's
-        second lag), ``"diff-gmm"`` (Arellano-Bond), ``"sys-gmm"`` (Blundell-Bond),
-        ``"jackknife"`` (half-panel jackknife of the within estimator, Dhaene and Jochmans 2015),
-        ``"bias-corrected"`` (analytical first-order correction of the within estimator).
-    time_effects
-        Period effects (dummies, or the two-way within transformation).
-    gmm
-        GMM-style instruments: ``{variable: (first_lag, last_lag or None)}``. Default for the GMM
-        methods: the outcome from lag 2 on, ``{y: (2, None)}``.
-    iv
-        IV-style instruments (default: every regressor that is not the outcome or a GMM variable).
-    level_iv
-        System GMM only: instruments for the levels equation alone (xtabond2 ``eq(level)``).
-    collapse
-        One instrument column per lag instead of per period and lag (Roodman 2009b).
-    steps
-        1 or 2 (two-step efficient GMM).
-    cov
-        ``"robust"``: clustered by entity (Windmeijer-corrected for two-step GMM);
-        ``"unadjusted"``: classical.
-    small
-        xtabond2's small-sample scaling and t statistics.
-    transform
-        ``"fd"`` first differences or ``"fod"`` forward orthogonal deviations (GMM methods).
+    Examples
+    --------
+    >>> from causalcts.estimators.api import used_columns
+    >>> used_columns("n ~ L(n, 1) + w", {"gmm": {"k": (2, 3)}, "iv": ["L(ys, 0:1)"]})
+    ['n', 'w', 'k', 'ys']
+    """
+    fspec = formula_spec(formula)  # columns read as numbers; derived ones (np.log(x)) come from the design
+    dep, terms = fspec.outcome, list(fspec.terms)
+    gmm = options.get("gmm") or {}
+    iv_terms = _parse_iv(options.get("iv"), dep, terms, set(gmm) | {dep}) if options.get("iv") else []
+    level_terms = _parse_iv(options.get("level_iv"), dep, [], set()) if options.get("level_iv") else []
+    extra = [*gmm, *(t.variable for t in iv_terms + level_terms)]
+    first = [c for c in (dep, *(t.variable for t in terms)) if c in fspec.numeric]
+    cols = [*first, *fspec.numeric, *(c for c in extra if c not in fspec.variables or c in fspec.numeric)]
+    return list(dict.fromkeys(cols))
 
-    Returns
-    -------
-    EstimationResults
-        Immutable; ``params``, ``std_errors``, ``conf_int()``, ``tests``, ``long_run(var)``, ``summary()``.
+
+def check_options(name: str, options: Mapping[str, Any], accepted, *, every=None) -> dict[str, Any]:
+    """The options that are set (not None); a set option that ``method=name`` does not take raises.
+
+    ``every`` is the set of options any method takes (default: the frequentist ones); others are unknown.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    known = set(ALL_OPTIONS if every is None else every) | set(accepted)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise SpecificationError(
+            f"Unknown keyword(s) {unknown} for fit(); method={name!r} takes {', '.join(accepted) or 'no options'} "
+            "besides entity, time, time_effects and dropna."
+        )
+    bad = sorted(set(given) - set(accepted))
+    if bad:
+        raise SpecificationError(
+            f"Option(s) {bad} do not apply to method={name!r}, which takes {', '.join(accepted) or 'no options'} "
+            "besides entity, time, time_effects and dropna; leave the others unset."
+        )
+    return given
+
+
+def _spec(method, formula, entity, time, time_effects, options) -> dict[str, Any]:
+    spec = {"formula": formula, "method": method, "entity": entity, "time": time, "time_effects": time_effects}
+    return spec | dict(options)
+
+
+def _sample_index(panel: Panel, rows: np.ndarray) -> pd.MultiIndex:
+    frame = panel.data
+    return pd.MultiIndex.from_arrays(
+        [frame[panel.entity].to_numpy()[rows], frame[panel.time].to_numpy()[rows]], names=[panel.entity, panel.time]
+    )
+
+
+# ---------------------------------------------------------------------------------------------- least squares
+def _least_squares(method, formula, data, *, entity, time, time_effects, cov):
+    cov = "robust" if cov is None else cov
+    check_option("cov", cov, COV_TYPES)
+    panel = _as_panel(data, entity, time, used_columns(formula, {}))
+    arrays = build_design(formula, panel)
+    dep, terms, outcome_lags = arrays.dep, arrays.terms, arrays.outcome_lags
+    ok = np.isfinite(arrays.y) & np.all(np.isfinite(arrays.X), axis=1)
+    require_rows(int(ok.sum()), len(terms), f"method={method!r}")
+    y, X, codes, periods = arrays.y[ok], arrays.X[ok], arrays.codes[ok], arrays.periods[ok]
+    index = _sample_index(panel, np.flatnonzero(ok))
+    common = dict(time_effects=time_effects, cov=cov, formula=formula, outcome_lags=outcome_lags, index=index)
+    args = (y, X, arrays.names, codes, periods)
+    if method == "pooled":
+        res = pooled_ols(*args, n_entities=len(np.unique(codes)), **common)
+    elif method == "within":
+        res = within_ols(*args, **common)
+    elif method == "jackknife":
+        res = half_panel_jackknife(*args, **common)
+    else:
+        res = bias_corrected_within(*args, **common, n_outcome_lags=len(outcome_lags), terms=terms, dep=dep)
+    return replace(res, spec=_spec(method, formula, entity, time, time_effects, {"cov": cov}))
+
+
+def fit_pooled(formula, data, *, entity="team", time="week", time_effects=True, cov=None) -> EstimationResults:
+    """Pooled OLS with a constant (and period dummies): the upper bound on persistence.
 
     Examples
     --------
     >>> import causalcts
-    >>> sim = causalcts.simulate(n_teams=100, n_weeks=12, seed=3)
-    >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data,
-    ...                     method="diff-gmm", collapse=True)
-    >>> list(res.params.index)
-    ['L1.cr_velocity', 'ai_share']
+    >>> from causalcts.estimators.api import fit_pooled
+    >>> sim = causalcts.simulate(n_teams=50, n_weeks=8, seed=3)
+    >>> fit_pooled("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data).df_resid  # t(G - 1) when clustered
+    49.0
     """
-    if kwargs:
-        raise SpecificationError(f"Unknown keyword(s) {sorted(kwargs)} for fit().")
-    check_option("method", method, METHODS)
+    return _least_squares("pooled", formula, data, entity=entity, time=time, time_effects=time_effects, cov=cov)
+
+
+def fit_within(formula, data, *, entity="team", time="week", time_effects=True, cov=None) -> EstimationResults:
+    """Within (fixed effects) estimator, two-way with ``time_effects``: the lower bound (Nickell-biased)."""
+    return _least_squares("within", formula, data, entity=entity, time=time, time_effects=time_effects, cov=cov)
+
+
+def fit_jackknife(formula, data, *, entity="team", time="week", time_effects=True, cov=None) -> EstimationResults:
+    """Half-panel jackknife of the within estimator (Dhaene and Jochmans 2015)."""
+    return _least_squares("jackknife", formula, data, entity=entity, time=time, time_effects=time_effects, cov=cov)
+
+
+def fit_bias_corrected(formula, data, *, entity="team", time="week", time_effects=True, cov=None) -> EstimationResults:
+    """Within estimator with the analytical first-order Nickell correction (one outcome lag)."""
+    return _least_squares("bias-corrected", formula, data, entity=entity, time=time, time_effects=time_effects, cov=cov)
+
+
+# ---------------------------------------------------------------------------------------------- GMM
+def _gmm(
+    method,
+    formula,
+    data,
+    *,
+    entity,
+    time,
+    time_effects,
+    gmm=None,
+    iv=None,
+    level_iv=None,
+    collapse=None,
+    steps=None,
+    cov=None,
+    small=None,
+    transform=None,
+) -> EstimationResults:
+    steps = 1 if steps is None else steps
+    cov = "robust" if cov is None else cov
+    transform = "fd" if transform is None else transform
+    collapse, small = bool(collapse), bool(small)
     check_option("steps", steps, (1, 2))
-    check_option("cov", cov, ("robust", "unadjusted"))
+    check_option("cov", cov, COV_TYPES)
     check_option("transform", transform, ("fd", "fod"))
-    dep, terms = parse_formula(formula)
-    outcome_lags = tuple(t.name for t in terms if t.variable == dep)
+    used = used_columns(formula, {"gmm": gmm, "iv": iv, "level_iv": level_iv})
+    panel = _as_panel(data, entity, time, used)
+    design = build_design(formula, panel)
+    dep, terms, outcome_lags = design.dep, design.terms, design.outcome_lags
     gmm_vars = set((gmm or {}).keys())
     iv_terms = _parse_iv(iv, dep, terms, gmm_vars | {dep})
     level_terms = _parse_iv(level_iv, dep, [], set()) if level_iv else []
-    used = sorted(
-        {
-            dep,
-            *(t.variable for t in terms),
-            *gmm_vars,
-            *(t.variable for t in iv_terms),
-            *(t.variable for t in level_terms),
-        }
-    )
-    panel = _as_panel(data, entity, time, used)
-    if method in ("pooled", "within", "jackknife", "bias-corrected"):
-        arrays = panel_arrays(panel, dep, terms)
-        ok = np.isfinite(arrays.y) & np.all(np.isfinite(arrays.X), axis=1)
-        require_rows(int(ok.sum()), len(terms), f"method={method!r}")
-        y, X, codes, periods = arrays.y[ok], arrays.X[ok], arrays.codes[ok], arrays.periods[ok]
-        n_ent = len(np.unique(codes))
-        if method == "pooled":
-            return pooled_ols(
-                y,
-                X,
-                arrays.names,
-                codes,
-                periods,
-                time_effects=time_effects,
-                cov=cov,
-                formula=formula,
-                n_entities=n_ent,
-                outcome_lags=outcome_lags,
-            )
-        common = dict(time_effects=time_effects, cov=cov, formula=formula, outcome_lags=outcome_lags)
-        args = (y, X, arrays.names, codes, periods)
-        if method == "within":
-            return within_ols(*args, **common)
-        if method == "jackknife":
-            return half_panel_jackknife(*args, **common)
-        return bias_corrected_within(*args, **common, n_outcome_lags=len(outcome_lags), terms=terms, dep=dep)
-    # GMM family
     if not outcome_lags and method == "anderson-hsiao":
         raise SpecificationError("anderson-hsiao needs a lag of the outcome among the regressors.")
     max_lag = max(t.lag for t in terms)
@@ -200,9 +238,9 @@ def fit(
             raise SpecificationError(f"gmm[{v!r}] must be (first_lag, last_lag or None), got {lags!r}.")
         if system and lags[0] < 1:
             raise SpecificationError(f"System GMM needs gmm[{v!r}] to start at lag 1 or later.")
-    if level_terms and not system:
-        raise SpecificationError("level_iv applies to the levels equation, which only sys-gmm has.")
-    raw = {v: panel.column(v).to_numpy(dtype=float) for v in used}
+    raw = design.values(
+        dict.fromkeys([*used, dep, *gmm_spec, *(t.variable for t in (*terms, *iv_terms, *level_terms))])
+    )
     spec = GMMSpec(
         dep=dep,
         terms=terms,
@@ -210,7 +248,7 @@ def fit(
         iv=iv_terms,
         level_iv=level_terms,
         system=system,
-        transform=transform,
+        transform=transform if method != "anderson-hsiao" else "fd",
         collapse=spec_collapse,
         time_effects=time_effects,
         steps=steps,
@@ -218,6 +256,281 @@ def fit(
         small=small,
         weighting=weighting,
     )
-    return gmm_fit(
-        spec, raw, panel.entity_codes, panel.periods, formula=formula, method=method, outcome_lags=outcome_lags
+    labels = (panel.data[panel.entity].to_numpy(), panel.data[panel.time].to_numpy(), (panel.entity, panel.time))
+    res = gmm_fit(
+        spec,
+        raw,
+        panel.entity_codes,
+        panel.periods,
+        formula=formula,
+        method=method,
+        outcome_lags=outcome_lags,
+        labels=labels,
     )
+    if method == "anderson-hsiao":
+        options = {"iv": iv, "cov": cov, "small": small}
+    else:
+        options = {"gmm": gmm_spec, "iv": iv, "collapse": collapse, "steps": steps, "cov": cov, "small": small}
+        options["transform"] = transform
+        if system:
+            options["level_iv"] = level_iv
+    return replace(res, spec=_spec(method, formula, entity, time, time_effects, options))
+
+
+def fit_anderson_hsiao(
+    formula, data, *, entity="team", time="week", time_effects=True, iv=None, cov=None, small=None
+) -> EstimationResults:
+    """Anderson-Hsiao: first differences, the outcome's lag instrumented by its next lag in levels (2SLS).
+
+    ``tests["first_stage"]`` holds the conventional first-stage F of the excluded instrument; an
+    :class:`~causalcts.errors.InstrumentWarning` is raised when it is below 10 (Staiger and Stock 1997).
+    """
+    return _gmm(
+        "anderson-hsiao",
+        formula,
+        data,
+        entity=entity,
+        time=time,
+        time_effects=time_effects,
+        iv=iv,
+        cov=cov,
+        small=small,
+    )
+
+
+def fit_diff_gmm(
+    formula,
+    data,
+    *,
+    entity="team",
+    time="week",
+    time_effects=True,
+    gmm=None,
+    iv=None,
+    collapse=None,
+    steps=None,
+    cov=None,
+    small=None,
+    transform=None,
+) -> EstimationResults:
+    """Difference GMM (Arellano and Bond 1991) as xtabond2 computes it; options as in :func:`fit`."""
+    return _gmm(
+        "diff-gmm",
+        formula,
+        data,
+        entity=entity,
+        time=time,
+        time_effects=time_effects,
+        gmm=gmm,
+        iv=iv,
+        collapse=collapse,
+        steps=steps,
+        cov=cov,
+        small=small,
+        transform=transform,
+    )
+
+
+def fit_sys_gmm(
+    formula,
+    data,
+    *,
+    entity="team",
+    time="week",
+    time_effects=True,
+    gmm=None,
+    iv=None,
+    level_iv=None,
+    collapse=None,
+    steps=None,
+    cov=None,
+    small=None,
+    transform=None,
+) -> EstimationResults:
+    """System GMM (Blundell and Bond 1998) as xtabond2 computes it; options as in :func:`fit`."""
+    return _gmm(
+        "sys-gmm",
+        formula,
+        data,
+        entity=entity,
+        time=time,
+        time_effects=time_effects,
+        gmm=gmm,
+        iv=iv,
+        level_iv=level_iv,
+        collapse=collapse,
+        steps=steps,
+        cov=cov,
+        small=small,
+        transform=transform,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- declarations
+_GMM_OPTIONS = ("gmm", "iv", "collapse", "steps", "cov", "small", "transform")
+
+#: The frequentist methods, declared once; :mod:`causalcts.registry` combines them with the other families.
+METHODS_DECLARED = (
+    dict(
+        name="pooled",
+        family="least-squares",
+        fit=fit_pooled,
+        options=("cov",),
+        description="pooled OLS with period dummies; upper bound on persistence",
+        assumes="no team effects correlated with the regressors (violated with a lagged outcome)",
+        columns=used_columns,
+    ),
+    dict(
+        name="within",
+        family="least-squares",
+        fit=fit_within,
+        options=("cov",),
+        description="fixed effects (one- or two-way within); lower bound on persistence",
+        assumes="strict exogeneity; Nickell-biased by about -(1 + beta)/(T - 1) with a lagged outcome",
+        columns=used_columns,
+    ),
+    dict(
+        name="jackknife",
+        family="least-squares",
+        fit=fit_jackknife,
+        options=("cov",),
+        description="half-panel jackknife of the within estimator (Dhaene and Jochmans 2015)",
+        assumes="strict exogeneity of X; stationarity across the two halves of the periods",
+        columns=used_columns,
+    ),
+    dict(
+        name="bias-corrected",
+        family="least-squares",
+        fit=fit_bias_corrected,
+        options=("cov",),
+        description="within estimator with the analytical Nickell correction (one outcome lag)",
+        assumes="strict exogeneity of X; homoskedastic, serially uncorrelated errors; stationary AR(1)",
+        columns=used_columns,
+    ),
+    dict(
+        name="anderson-hsiao",
+        family="gmm",
+        fit=fit_anderson_hsiao,
+        options=("iv", "cov", "small"),
+        description="first differences, lagged outcome instrumented by its next lag (just-identified 2SLS)",
+        assumes="serially uncorrelated errors; a strong first stage (F >= 10 rule of thumb)",
+        columns=used_columns,
+    ),
+    dict(
+        name="diff-gmm",
+        family="gmm",
+        fit=fit_diff_gmm,
+        options=_GMM_OPTIONS,
+        description="difference GMM (Arellano and Bond 1991), xtabond2 conventions",
+        assumes="sequential exogeneity; no serial correlation of errors (AR(2) test); valid lags (Hansen)",
+        columns=used_columns,
+    ),
+    dict(
+        name="sys-gmm",
+        family="gmm",
+        fit=fit_sys_gmm,
+        options=(*_GMM_OPTIONS, "level_iv"),
+        description="system GMM (Blundell and Bond 1998), xtabond2 conventions",
+        assumes="as diff-gmm, plus mean stationarity: differences uncorrelated with the team effects",
+        columns=used_columns,
+    ),
+)
+
+_BY_NAME = {d["name"]: d for d in METHODS_DECLARED}
+#: Names of the frequentist methods (read from :data:`METHODS_DECLARED`).
+METHODS = tuple(_BY_NAME)
+ALL_OPTIONS = {o for d in METHODS_DECLARED for o in d["options"]}
+
+
+def __getattr__(name: str):
+    if name == "ALL_METHODS":
+        raise AttributeError(
+            "causalcts.estimators.api.ALL_METHODS was replaced by the method registry: use causalcts.registry.names()."
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def fit(
+    formula: str,
+    data: pd.DataFrame | Panel | str | Path,
+    *,
+    entity: str = "team",
+    time: str = "week",
+    method: str = "diff-gmm",
+    time_effects: bool = True,
+    gmm: dict[str, tuple[int, int | None]] | None = None,
+    iv: list[str] | None = None,
+    level_iv: list[str] | None = None,
+    collapse: bool | None = None,
+    steps: Literal[1, 2] | None = None,
+    cov: Literal["robust", "unadjusted"] | None = None,
+    small: bool | None = None,
+    transform: Literal["fd", "fod"] | None = None,
+    **kwargs,
+) -> EstimationResults:
+    """Estimate a dynamic panel model ``y_it = a_i + lambda_t + beta y_i,t-1 + gamma'X_it + e_it``.
+
+    Options left at None are unset; setting one that does not apply to ``method`` raises
+    :class:`~causalcts.errors.SpecificationError` naming the options the method takes.
+
+    Parameters
+    ----------
+    formula
+        ``"y ~ L(y, 1) + x + L(z, 0:1)"``; ``L(var, a:b)`` adds lags a..b of ``var``, ``F(var, k)`` a
+        lead, ``D(var)`` the first difference (all gap-aware); formulaic's ``np.log(x)``, ``C(f)``,
+        ``x:z``, ``I(x**2)`` also work (:func:`causalcts.data.design.build_design`).
+    data
+        DataFrame, :class:`~causalcts.Panel` or CSV/Parquet path, one row per entity and period.
+    entity, time
+        Key columns.
+    method
+        ``"pooled"`` OLS (upper bound on persistence), ``"within"`` fixed effects (lower bound,
+        Nickell-biased), ``"anderson-hsiao"`` (first differences instrumented by the outcome's
+        second lag), ``"diff-gmm"`` (Arellano-Bond), ``"sys-gmm"`` (Blundell-Bond),
+        ``"jackknife"`` (half-panel jackknife of the within estimator, Dhaene and Jochmans 2015),
+        ``"bias-corrected"`` (analytical first-order correction of the within estimator).
+        ``causalcts.registry.names()`` lists every method with its options.
+    time_effects
+        Period effects (dummies, or the two-way within transformation).
+    gmm
+        GMM methods: GMM-style instruments ``{variable: (first_lag, last_lag or None)}``. Default: the
+        outcome from lag 2 on, ``{y: (2, None)}``.
+    iv
+        GMM methods: IV-style instruments (default: every regressor that is not the outcome or a GMM variable).
+    level_iv
+        System GMM only: instruments for the levels equation alone (xtabond2 ``eq(level)``).
+    collapse
+        diff-gmm, sys-gmm: one instrument column per lag instead of per period and lag (Roodman 2009b).
+    steps
+        diff-gmm, sys-gmm: 1 (default) or 2 (two-step efficient GMM).
+    cov
+        ``"robust"`` (default): clustered by entity (Windmeijer-corrected for two-step GMM; CRV1 with t(G - 1)
+        for the least-squares methods); ``"unadjusted"``: classical. See ``docs/inference.md``.
+    small
+        GMM methods: xtabond2's small-sample scaling and t statistics.
+    transform
+        diff-gmm, sys-gmm: ``"fd"`` first differences (default) or ``"fod"`` forward orthogonal deviations.
+
+    Returns
+    -------
+    EstimationResults
+        Immutable; ``params``, ``std_errors``, ``conf_int()``, ``tests``, ``long_run(var)``, ``summary()``,
+        ``spec`` (enough to refit), ``resid`` and ``fitted`` indexed by (entity, time).
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> sim = causalcts.simulate(n_teams=100, n_weeks=12, seed=3)
+    >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data,
+    ...                     method="diff-gmm", collapse=True)
+    >>> list(res.params.index)
+    ['L1.cr_velocity', 'ai_share']
+    """
+    check_option("method", method, METHODS)
+    options = dict(
+        gmm=gmm, iv=iv, level_iv=level_iv, collapse=collapse, steps=steps, cov=cov, small=small, transform=transform
+    )
+    options.update(kwargs)
+    decl = _BY_NAME[method]
+    given = check_options(method, options, decl["options"])
+    return decl["fit"](formula, data, entity=entity, time=time, time_effects=time_effects, **given)

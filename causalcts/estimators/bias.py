@@ -68,8 +68,14 @@ def _h(beta: float, T: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 - beta)) * (1.0 - (1.0 - beta**T) / (T * (1.0 - beta)))
 
 
-def half_panel_jackknife(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags) -> EstimationResults:
-    """Half-panel jackknife of the within estimator (split at the median period)."""
+def half_panel_jackknife(
+    y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags, index=None
+) -> EstimationResults:
+    """Half-panel jackknife of the within estimator (split at the median period).
+
+    Standard errors, covariance and degrees of freedom are the full-sample within estimator's; ``resid`` is the
+    within-transformed residual at the jackknife estimate and ``fitted = y - resid``.
+    """
     per = np.unique(periods)
     if len(per) < 4:
         raise TooFewPeriodsError(f"The half-panel jackknife needs at least 4 periods; the data has {len(per)}.")
@@ -93,6 +99,8 @@ def half_panel_jackknife(y, X, names, codes, periods, *, time_effects, cov, form
             ).params
         )
     est = 2 * full.params - (halves[0] + halves[1]) / 2
+    M, _ = within_transform(np.column_stack([y, X]), codes, periods, time_effects)
+    e = M[:, 0] - M[:, 1:] @ est.to_numpy()
     return EstimationResults(
         params=est,
         std_errors=full.std_errors,
@@ -111,6 +119,8 @@ def half_panel_jackknife(y, X, names, codes, periods, *, time_effects, cov, form
             "second_half": halves[1].to_dict(),
             "split_after_period": int(cut),
         },
+        resid=None if index is None else pd.Series(e, index=index),
+        fitted=None if index is None else pd.Series(y - e, index=index),
     )
 
 
@@ -129,6 +139,7 @@ def bias_corrected_within(
     terms,
     dep,
     max_iter: int = 200,
+    index=None,
 ) -> EstimationResults:
     """Analytically bias-corrected within estimator for one lag of the outcome (module docstring)."""
     if n_outcome_lags != 1:
@@ -171,4 +182,6 @@ def bias_corrected_within(
         df_resid=full.df_resid,
         outcome_lags=outcome_lags,
         info={"within": full.params.to_dict(), "sigma2": sigma2},
+        resid=None if index is None else pd.Series(yt - Xt @ theta, index=index),
+        fitted=None if index is None else pd.Series(y - (yt - Xt @ theta), index=index),
     )

@@ -30,7 +30,7 @@ Conventions, where xtabond2 and R's plm differ we follow xtabond2:
   test uses the one-step residuals and weighting, :math:`\hat\sigma^2 = \hat e'\hat e / (2 N)` for
   first differences (``/ N`` for orthogonal deviations), also after two-step fits.
 * Instruments that are all zero or collinear are dropped from the count; the period dummy dropped for
-  collinearity is the earliest period with data, so ``_cons`` is that period's level.
+  collinearity is the earliest period with data, so ``Intercept`` is that period's level.
 * Arellano-Bond AR tests use residuals in first differences (also under orthogonal deviations and in
   system GMM). They use the robust variance in every case; xtabond2 uses an H-based form after a
   one-step non-robust fit, which is not implemented here.
@@ -128,6 +128,7 @@ class _Block:
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # (row, row, weight) off-diagonal H entries
     extra_diag: np.ndarray  # H diagonal minus 1 per row
     ar: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # first-difference rows (y, X, team, period) for AR tests
+    rows: np.ndarray  # row of the panel each stacked row is stored at
 
 
 class _Engine:
@@ -198,14 +199,14 @@ class _Engine:
             names += [f"iv:t{p}" for p in self.all_periods]
             groups["time dummies"] = list(range(start, len(names)))
         if s.system:
-            names.append("iv:_cons")
+            names.append("iv:Intercept")
         self.z_names = names
         self.z_groups = groups
         xn = [t.name for t in s.terms]
         if s.system:
-            xn.append("_cons")
+            xn.append("Intercept")
         if s.time_effects:
-            xn += [f"t{p}" for p in self.all_periods]
+            xn += [f"period[{p}]" for p in self.all_periods]  # brackets: no column name can clash
         self.x_names = xn
         self.n_real = len(s.terms)
 
@@ -338,7 +339,7 @@ class _Engine:
                 D = (per[:, None] == self.all_periods[None, :]).astype(float)
                 partsD.append(_zero_nonfinite(D - _take(D, pos(1)))[okD])
             ar = (yD[okD], np.column_stack(partsD), codes[okD], per[okD] - self.pmin)
-        return _Block(Z, X, y, team, eq, prow, pairs, extra, ar)
+        return _Block(Z, X, y, team, eq, prow, pairs, extra, ar, s0 + ridx)
 
     def _h_structure(self, team, eq, prow):
         m = len(team)
@@ -435,6 +436,7 @@ class _Engine:
         vX = np.zeros((self.n_teams, k))
         ssr_d = 0.0
         n_d = 0
+        resid_rows, resid, transformed_y = [], [], []
         beta_full = np.zeros(len(xkeep))
         beta_full[xkeep] = beta
         u_full = None
@@ -452,6 +454,9 @@ class _Engine:
             teams = b.team[starts]
             G[teams] += np.add.reduceat(Z * e[:, None], starts, axis=0)[:, zk]
             d = b.eq == 0
+            resid_rows.append(b.rows[d])
+            resid.append(e[d])
+            transformed_y.append(b.y[d])
             ssr_d += float(e[d] @ e[d])
             n_d += int(d.sum())
             # residuals in first differences, lagged by period, for the AR tests
@@ -472,7 +477,18 @@ class _Engine:
                 vX[teams] += np.add.reduceat(Xk * zu[:, None], starts, axis=0)
         for lag in ar_lags:
             ar[lag]["d1"] = float((ar[lag]["s"] ** 2).sum())
-        return dict(G=G, ar=ar, aZX=aZX, vX=vX, ssr_d=ssr_d, n_d=n_d)
+        cat = lambda parts: np.concatenate(parts) if parts else np.empty(0)  # noqa: E731
+        return dict(
+            G=G,
+            ar=ar,
+            aZX=aZX,
+            vX=vX,
+            ssr_d=ssr_d,
+            n_d=n_d,
+            resid_rows=cat(resid_rows).astype(np.int64),
+            resid=cat(resid),
+            transformed_y=cat(transformed_y),
+        )
 
 
 def _pinv(M: np.ndarray) -> np.ndarray:
@@ -486,21 +502,101 @@ def _pinv(M: np.ndarray) -> np.ndarray:
 
 
 def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """Greedy choice of linearly independent columns of the Gram matrix ``M``, in ``order`` (default: left to right)."""
+    """Greedy choice of linearly independent columns of the Gram matrix ``M``, in ``order`` (default: left to right).
+
+    One pass of a Cholesky factorisation that skips dependent columns: after the columns kept so far are
+    projected out (a rank-one update of the Schur complement per kept column, O(K^3) in all), column j is
+    kept when what is left of it exceeds 1e-10 of its own squared norm. This is the criterion of a
+    Gram-Schmidt pass, in the same order as xtabond2's choice of instruments; it replaced a loop that
+    recomputed the eigenvalues of the growing chosen set for every column (O(K^4)).
+    """
     keep = np.zeros(M.shape[0], bool)
-    chosen: list[int] = []
     seq = np.arange(M.shape[0]) if order is None else np.asarray(order)
-    for j in seq[candidates[seq]]:
-        trial = chosen + [j]
-        sub = M[np.ix_(trial, trial)]
-        d = np.sqrt(np.diag(sub))
-        if d[-1] == 0:
-            continue
-        ev = np.linalg.eigvalsh(sub / d[:, None] / d[None, :])
-        if ev.min() > 1e-10:
-            chosen = trial
-            keep[j] = True
+    seq = seq[candidates[seq]]
+    d = np.sqrt(np.abs(np.diag(M)[seq]))
+    seq, d = seq[d > 0], d[d > 0]
+    S = M[np.ix_(seq, seq)] / d[:, None] / d[None, :]  # unit diagonal: the cut-off is relative to each column
+    for i in range(len(seq)):
+        pivot = S[i, i]
+        if pivot > 1e-10:
+            keep[seq[i]] = True
+            c = S[i + 1 :, i] / np.sqrt(pivot)
+            S[i + 1 :, i + 1 :] -= np.outer(c, c)
     return keep
+
+
+#: Instrument columns above which a fit is announced as slow (an uncollapsed 52-week panel plans ~1,300).
+MANY_INSTRUMENTS = 500
+
+
+def _warn_if_many_instruments(n_planned: int) -> None:
+    if n_planned > MANY_INSTRUMENTS:
+        warnings.warn(
+            f"This specification plans {n_planned} instrument columns (more than {MANY_INSTRUMENTS}): the fit will "
+            "take long and the instruments overfit the endogenous regressors. Consider collapse=True and lag "
+            "limits, e.g. gmm={y: (2, 4)}.",
+            InstrumentWarning,
+            stacklevel=4,
+        )
+
+
+def _check_absorbed(eng: _Engine, XX: np.ndarray, xcand: np.ndarray, real: np.ndarray, raw, n_rows: int) -> None:
+    """Raise for a regressor that the transformation and the period dummies (and constant) absorb.
+
+    What is left of the transformed column after projecting out the dummies and the constant is compared with
+    the column's own scale *before* the transformation (its variance in levels times the rows). The comparison is
+    made on sums of squares from the cross-product matrix, which carry half the digits of the columns, so the cut-off
+    is 1e-12 on squares (1e-6 on norms): far above round-off, far below any real variation.
+    """
+    nuisance = np.flatnonzero(xcand & ~real)
+    for j in np.flatnonzero(real & xcand):
+        left = XX[j, j]
+        if len(nuisance):
+            c = XX[nuisance, j]
+            left = XX[j, j] - c @ _pinv(XX[np.ix_(nuisance, nuisance)]) @ c
+        term = eng.spec.terms[j]
+        values = raw[term.variable]
+        level_ss = float(np.nanvar(values[np.isfinite(values)])) * n_rows
+        if level_ss == 0 or left < 1e-12 * level_ss:
+            raise CollinearityError(
+                f"The regressor {term.name!r} is absorbed by the "
+                f"{'first differences' if eng.spec.transform == 'fd' else 'transformation'}"
+                f"{' and the period effects' if eng.spec.time_effects else ''}"
+                f"{' and the constant' if eng.spec.system else ''} (it is constant within each entity, or an entity "
+                "constant plus a period term): its coefficient is not identified; remove it."
+            )
+
+
+def _first_stage(eng: _Engine, acc, zkeep, xkeep, outcome_lags) -> dict:
+    """Conventional first-stage F of the excluded (GMM-style) instruments for the outcome's lag (2SLS rows).
+
+    The regression of the transformed lag on every instrument, against the one without the excluded ones:
+    ``F = ((RSS_r - RSS_u) / q) / (RSS_u / (n - L))`` (Staiger and Stock 1997 use this statistic's rule of
+    thumb, F < 10 signals weak instruments).
+    """
+    keep_idx = np.flatnonzero(zkeep)
+    excluded = {c for g, cols in eng.z_groups.items() if g.startswith("gmm(") for c in cols}
+    is_excl = np.array([c in excluded for c in keep_idx])
+    ZZ = acc["ZHZ"][np.ix_(zkeep, zkeep)]  # identity weighting: Z'HZ = Z'Z
+    j = eng.x_names.index(outcome_lags[0])
+    zx, xx = acc["ZX"][zkeep, j], float(acc["XX"][j, j])
+    n, L, q = int(acc["n_eq"][0]), len(keep_idx), int(is_excl.sum())
+
+    def rss(mask):
+        if not mask.any():
+            return xx
+        c = zx[mask]
+        return xx - float(c @ _pinv(ZZ[np.ix_(mask, mask)]) @ c)
+
+    rss_u, rss_r = rss(np.ones(L, bool)), rss(~is_excl)
+    F = ((rss_r - rss_u) / q) / (rss_u / (n - L))
+    return {
+        "statistic": float(F),
+        "df": q,
+        "df_denom": n - L,
+        "pvalue": float(stats.f.sf(F, q, n - L)),
+        "endogenous": outcome_lags[0],
+    }
 
 
 def gmm_fit(
@@ -512,9 +608,16 @@ def gmm_fit(
     formula: str,
     method: str,
     outcome_lags: tuple[str, ...],
+    labels: tuple[np.ndarray, np.ndarray, tuple[str, str]] | None = None,
 ) -> EstimationResults:
-    """Estimate a difference or system GMM model (see the module docstring)."""
+    """Estimate a difference or system GMM model (see the module docstring).
+
+    ``labels`` (entity and time value of every panel row, and the two column names) index ``resid`` and
+    ``fitted``: the residuals and fitted values of the transformed equation (first differences, or forward
+    orthogonal deviations stored at the next period), also for system GMM, whose levels rows are left out.
+    """
     eng = _Engine(spec, raw, codes, periods)
+    _warn_if_many_instruments(len(eng.z_names))
     acc = eng.pass_one()
     n_obs = int(acc["n_eq"][1] if spec.system else acc["n_eq"][0])
     n_teams = int(acc["teams_used"].sum())
@@ -539,6 +642,7 @@ def gmm_fit(
             f"The regressor {name!r} is constant or collinear with the other regressors after "
             f"{'first-differencing' if spec.transform == 'fd' else 'the transformation'}; remove it."
         )
+    _check_absorbed(eng, XX, xcand, real, raw, int(acc["n_eq"].sum()))
     L, k = int(zkeep.sum()), int(xkeep.sum())
     if L < k:
         raise SpecificationError(f"{L} instruments cannot identify {k} coefficients; add instruments.")
@@ -652,10 +756,29 @@ def gmm_fit(
                 "df": int(len(g)),
                 "pvalue": float(stats.chi2.sf(diff, len(g))) if diff >= 0 else np.nan,
             }
+    if spec.weighting == "identity":  # Anderson-Hsiao: report the strength of the excluded instrument
+        tests["first_stage"] = _first_stage(eng, acc, zkeep, xkeep, outcome_lags)
+        if tests["first_stage"]["statistic"] < 10:
+            warnings.warn(
+                f"The first-stage F of the excluded instrument is {tests['first_stage']['statistic']:.3g} < 10 "
+                "(Staiger and Stock 1997 rule of thumb): the instrument is weak and the estimate may be far off "
+                "(even of the wrong sign or size); prefer diff-gmm or sys-gmm.",
+                InstrumentWarning,
+                stacklevel=3,
+            )
     xnames = [n for n, kp in zip(eng.x_names, xkeep) if kp]
-    report = [i for i, n in enumerate(xnames) if not (n.startswith("t") and n[1:].lstrip("-").isdigit())]
+    # period dummies are tracked by position (they follow the real terms and the constant), never by name
+    n_fixed = eng.n_real + int(spec.system)
+    report = [i for i, j in enumerate(np.flatnonzero(xkeep)) if j < n_fixed]
     names = [xnames[i] for i in report]
     Vr = V[np.ix_(report, report)]
+    resid = fitted = None
+    if labels is not None:
+        ent, tim, keys = labels
+        rows = res["resid_rows"]
+        index = pd.MultiIndex.from_arrays([ent[rows], tim[rows]], names=list(keys))
+        resid = pd.Series(res["resid"], index=index)
+        fitted = pd.Series(res["transformed_y"] - res["resid"], index=index)
     return EstimationResults(
         params=pd.Series(beta[report], index=names),
         std_errors=pd.Series(np.sqrt(np.diag(Vr)), index=names),
@@ -683,4 +806,6 @@ def gmm_fit(
             "n_transformed_obs": int(acc["n_eq"][0]),
             "n_level_obs": int(acc["n_eq"][1]),
         },
+        resid=resid,
+        fitted=fitted,
     )

@@ -16,7 +16,7 @@ from causalcts.data.panel import check_full_rank
 from causalcts.errors import CollinearityError
 from causalcts.results.base import EstimationResults
 
-__all__ = ["pooled_ols", "within_ols", "within_transform"]
+__all__ = ["check_not_absorbed", "cluster_scale", "pooled_ols", "within_ols", "within_transform"]
 
 
 def _group_means(values: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -80,19 +80,54 @@ def _covariance(X, e, XtX_inv, codes, cov, dof):
     return XtX_inv @ _cluster_meat(X, e, codes) @ XtX_inv
 
 
-def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_entities, outcome_lags):
-    """Pooled OLS with a constant (and period dummies when ``time_effects``)."""
-    cols, labels = [np.ones_like(y)], ["const"]
+def cluster_scale(n: int, n_params: int, n_clusters: int) -> float:
+    """CRV1 small-sample factor ``G/(G-1) (n-1)/(n-K)`` of Stata's ``vce(cluster)`` and fixest/pyfixest."""
+    return n_clusters / (n_clusters - 1) * (n - 1) / (n - n_params)
+
+
+def check_not_absorbed(X: np.ndarray, Xt: np.ndarray, names, effects: str) -> None:
+    """Raise :class:`CollinearityError` for a column that the fixed effects absorb.
+
+    A column is absorbed when the norm of its transformed version is below 1e-8 of the norm of the
+    centred original: the tolerance is relative to the column's own scale *before* the transformation,
+    because after it an absorbed column is round-off noise that looks like any other column (1e-8 is far
+    above float64 round-off of the transformation, ~1e-13, and far below real within variation).
+    """
+    scale = np.linalg.norm(X - X.mean(axis=0), axis=0)
+    left = np.linalg.norm(Xt, axis=0)
+    for j, name in enumerate(names):
+        if scale[j] == 0 or left[j] < 1e-8 * scale[j]:
+            raise CollinearityError(
+                f"The regressor {name!r} is absorbed by the {effects} fixed effects (it is constant within each "
+                "entity, or an entity constant plus a period term): its coefficient is not identified; remove it."
+            )
+
+
+def _series(values: np.ndarray, index) -> pd.Series | None:
+    return None if index is None else pd.Series(values, index=index)
+
+
+def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_entities, outcome_lags, index=None):
+    """Pooled OLS with a constant (and period dummies when ``time_effects``).
+
+    Clustered covariance: CRV1, ``G/(G-1) (n-1)/(n-K)`` with K counting the constant and the period dummies
+    (Stata ``regress, vce(cluster)``; pyfixest ``feols(... | week, vcov={"CRV1": team})``), t(G - 1).
+    """
+    cols, labels = [np.ones_like(y)], ["Intercept"]
     if time_effects:
         per = np.unique(periods)
         cols.extend((periods == p).astype(float) for p in per[1:])
-        labels.extend(f"t{int(p)}" for p in per[1:])
+        # bracketed labels cannot clash with a column name (formula names are identifiers)
+        labels.extend(f"period[{int(p)}]" for p in per[1:])
     Z = np.column_stack([X, *cols])
     all_names = list(names) + labels
     check_full_rank(pd.DataFrame(Z, columns=all_names))
     beta, e, XtX_inv = _ols(y, Z)
     dof = len(y) - Z.shape[1]
     V = _covariance(Z, e, XtX_inv, codes, cov, dof)
+    n_g = len(np.unique(codes))
+    if cov == "robust":
+        V = V * cluster_scale(len(y), Z.shape[1], n_g)
     k = len(names) + 1
     idx = list(range(len(names))) + [len(names)]
     keep = [all_names[i] for i in idx]
@@ -107,18 +142,28 @@ def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_ent
         method="pooled",
         formula=formula,
         cov_type="clustered by entity" if cov == "robust" else "unadjusted",
-        dist="t" if cov == "unadjusted" else "normal",
-        df_resid=float(dof),
+        dist="t",
+        df_resid=float(n_g - 1 if cov == "robust" else dof),
         outcome_lags=outcome_lags,
         info={"k": k, "time_effects": bool(time_effects)},
+        resid=_series(e, index),
+        fitted=_series(y - e, index),
     )
 
 
-def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags, method="within"):
-    """Within (fixed effects) estimator; two-way when ``time_effects``."""
+def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags, method="within", index=None):
+    """Within (fixed effects) estimator; two-way when ``time_effects``.
+
+    Clustered covariance: CRV1 ``G/(G-1) (n-1)/(n-K)`` where K counts the regressors, the intercept and the
+    period effects but not the entity effects, which are nested in the entity clusters (fixest's
+    ``fixef.K="nested"``; Stata ``xtreg, fe vce(cluster)`` for one-way effects); t(G - 1) intervals.
+    ``resid`` is the within-transformed residual, which equals the dummy-variable regression's residual;
+    ``fitted`` is ``y - resid`` in levels, effects included.
+    """
     M = np.column_stack([y, X])
     Mt, absorbed = within_transform(M, codes, periods, time_effects)
     yt, Xt = Mt[:, 0], Mt[:, 1:]
+    check_not_absorbed(X, Xt, names, "entity and period" if time_effects else "entity")
     try:
         check_full_rank(pd.DataFrame(Xt, columns=names))
     except CollinearityError as err:
@@ -126,22 +171,22 @@ def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outco
     beta, e, XtX_inv = _ols(yt, Xt)
     dof = len(y) - Xt.shape[1] - absorbed
     V = _covariance(Xt, e, XtX_inv, codes, cov, dof)
+    n_ent = len(np.unique(codes))
     if cov == "robust":
-        # linearmodels PanelOLS defaults (debiased=True, auto_df=True): scale by n / (n - d - k), where d counts
-        # the absorbed effects unless the only effect (the entity's) is nested in the entity clusters.
-        d = absorbed if time_effects else 0
-        V = V * len(y) / (len(y) - d - Xt.shape[1])
+        V = V * cluster_scale(len(y), Xt.shape[1] + (absorbed - n_ent) + 1, n_ent)
     return EstimationResults(
         params=pd.Series(beta, index=names),
         std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),
         cov=pd.DataFrame(V, index=names, columns=names),
         nobs=len(y),
-        n_entities=len(np.unique(codes)),
+        n_entities=n_ent,
         method=method,
         formula=formula,
         cov_type="clustered by entity" if cov == "robust" else "unadjusted",
         dist="t",
-        df_resid=float(dof),
+        df_resid=float(n_ent - 1 if cov == "robust" else dof),
         outcome_lags=outcome_lags,
         info={"time_effects": bool(time_effects), "sigma2": float(e @ e) / dof, "absorbed": absorbed},
+        resid=_series(e, index),
+        fitted=_series(y - e, index),
     )

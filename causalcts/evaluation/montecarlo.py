@@ -7,9 +7,15 @@ to it. The cell's seed is derived from the grid seed, a stable hash of the desig
 the replication number with :class:`numpy.random.SeedSequence`, so any cell reruns alone and gives
 the same numbers on any engine (local processes or a Dask cluster).
 
+Grids ship with the package (``causalcts/evaluation/grids/<name>.toml``: ``smoke``, ``paper``,
+``headline``) and are read with :mod:`importlib.resources`, so they load from a wheel as from a
+checkout; their method names are checked against the methods :func:`causalcts.fit` knows.
+
 Results are a tidy table (one row per design, replication, method and term) with the estimate,
-standard error, 90 and 95 percent intervals, truth, convergence flag, seconds and error message;
-failed fits are recorded, not dropped. :func:`summarize` computes, per design, method and term, the
+standard error, 90 and 95 percent intervals, truth, convergence flag, seconds, error message and the
+package's own warnings raised by the fit (``DataWarning``, ``InstrumentWarning``,
+``ConvergenceWarning``: one ``Category: message`` per line); failed fits are recorded, not dropped,
+and warnings are recorded, not swallowed. :func:`summarize` computes, per design, method and term, the
 performance measures of Morris, White and Crowther (2019, Statistics in Medicine 38) with their Monte
 Carlo standard errors (MCSE):
 
@@ -23,10 +29,15 @@ rmse          sqrt(mean((est - truth)^2))            MCSE(mse) / (2 rmse)
 coverage      share of intervals holding the truth   sqrt(c (1 - c) / n)
 rejection     share with \|est / se\| > z_0.975       sqrt(r (1 - r) / n) (size under a null, power otherwise)
 ============  =====================================  ==============================================
+
+Each summary row also carries ``mean`` (the mean estimate, beside ``truth``), a readable ``design``
+label (``"T=26, beta=0.5, feedback=1"``: the parameters that vary between designs) and the share of
+replications whose fit raised each warning category.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import multiprocessing
 import time
@@ -35,6 +46,7 @@ import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from importlib import resources
 from itertools import product
 from pathlib import Path
 
@@ -42,13 +54,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from causalcts import registry
 from causalcts.api import fit
-from causalcts.errors import CausalCTSError
+from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning, InstrumentWarning, SpecificationError
 from causalcts.simulate import simulate
 
-__all__ = ["Grid", "load_grid", "run_cell", "run_grid", "summarize", "summary_markdown"]
+__all__ = [
+    "Grid",
+    "design_label",
+    "grid_names",
+    "load_grid",
+    "run_cell",
+    "run_grid",
+    "summarize",
+    "summary_markdown",
+    "summary_table",
+]
 
-GRID_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "grids"
+#: The package's own warning categories, recorded per fit in the ``warnings`` column.
+RECORDED_WARNINGS = (DataWarning, InstrumentWarning, ConvergenceWarning)
+#: Short names of the simulator's knobs in design labels (others keep their own name).
+SHORT_NAMES = {"n_teams": "N", "n_weeks": "T", "persistence": "beta"}
 RESULT_COLUMNS = [
     "design_id",
     "replication",
@@ -64,6 +90,7 @@ RESULT_COLUMNS = [
     "converged",
     "seconds",
     "error",
+    "warnings",
 ]
 
 
@@ -88,8 +115,60 @@ def _expand(block: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in product(*values)]
 
 
+def _grid_files():
+    return resources.files("causalcts.evaluation").joinpath("grids")
+
+
+def grid_names() -> list[str]:
+    """Names of the grids shipped with the package (``causalcts/evaluation/grids/*.toml``).
+
+    Examples
+    --------
+    >>> from causalcts.evaluation.montecarlo import grid_names
+    >>> grid_names()
+    ['headline', 'paper', 'smoke']
+    """
+    return sorted(f.name[: -len(".toml")] for f in _grid_files().iterdir() if f.name.endswith(".toml"))
+
+
+def known_methods() -> tuple[str, ...]:
+    """Method names :func:`causalcts.fit` accepts (read from :mod:`causalcts.registry`)."""
+    return registry.names()
+
+
+def _check_methods(methods: dict, where: str) -> None:
+    """Each grid method names a registered method and only options that method takes."""
+    for name, kw in methods.items():
+        if not isinstance(kw, dict) or "method" not in kw:
+            raise SpecificationError(f'Grid {where}: [methods] {name} needs a method, e.g. {{ method = "within" }}.')
+        if kw["method"] not in known_methods():
+            raise SpecificationError(
+                f"Grid {where}: [methods] {name} has method = {kw['method']!r}, which causalcts.fit does not know; "
+                f"choose one of {', '.join(known_methods())}."
+            )
+        options = {k: v for k, v in kw.items() if k != "method" and k not in registry.COMMON_KEYWORDS}
+        try:
+            registry.check_options(kw["method"], options)
+        except CausalCTSError as err:
+            raise SpecificationError(f"Grid {where}: [methods] {name}: {err}") from None
+
+
+def _check_designs(designs: list[dict], where: str) -> None:
+    knobs = set(inspect.signature(simulate).parameters) - {"seed"}
+    for i, d in enumerate(designs):
+        unknown = sorted(set(d) - knobs)
+        if unknown:
+            raise SpecificationError(
+                f"Grid {where}: design {i + 1} sets {unknown}, which simulate() does not take; "
+                f"its parameters are {sorted(knobs)}."
+            )
+
+
 def load_grid(name_or_path: str | Path) -> Grid:
-    """Read a grid from ``benchmarks/grids/<name>.toml`` or a path.
+    """Read a grid shipped with the package (by name, see :func:`grid_names`) or a TOML file (by path).
+
+    Method names are checked against the methods :func:`causalcts.fit` knows and design keys
+    against the parameters of :func:`causalcts.simulate`, so a typo fails here, not in every cell.
 
     Examples
     --------
@@ -99,20 +178,33 @@ def load_grid(name_or_path: str | Path) -> Grid:
     ('smoke', True)
     """
     path = Path(name_or_path)
-    if not path.suffix:
-        path = GRID_DIR / f"{name_or_path}.toml"
-    if not path.exists():
-        raise CausalCTSError(f"No grid {str(name_or_path)!r}: expected {path}.")
-    spec = tomllib.loads(path.read_text())
+    if path.suffix:
+        if not path.exists():
+            raise CausalCTSError(f"No grid file {str(name_or_path)!r}.")
+        text, where = path.read_text(), str(path)
+    else:
+        res = _grid_files().joinpath(f"{name_or_path}.toml")
+        if not res.is_file():
+            raise CausalCTSError(
+                f"No grid {str(name_or_path)!r}: the package ships {', '.join(grid_names())}; "
+                "or pass the path of a .toml file."
+            )
+        text, where = res.read_text(), f"{name_or_path!r}"
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecificationError(f"Grid {where} is not valid TOML: {err}.") from None
     g = spec.get("grid", {})
     for key in ("name", "formula", "outcome", "replications"):
         if key not in g:
-            raise CausalCTSError(f"Grid {path} lacks [grid] {key}.")
+            raise CausalCTSError(f"Grid {where} lacks [grid] {key}.")
     designs = []
     for block in spec.get("design", []):
         designs.extend(_expand(block))
     if not designs or not spec.get("methods"):
-        raise CausalCTSError(f"Grid {path} needs at least one [[design]] and a [methods] table.")
+        raise CausalCTSError(f"Grid {where} needs at least one [[design]] and a [methods] table.")
+    _check_designs(designs, where)
+    _check_methods(spec["methods"], where)
     methods = {}
     for name, kw in spec["methods"].items():
         kw = dict(kw)
@@ -156,64 +248,83 @@ def truth_of(term: str, outcome: str, truth) -> float:
     return float("nan")
 
 
+def _recorded(caught) -> list[str]:
+    """The package's own warnings among ``caught``, as ``Category: message`` lines, first occurrence kept."""
+    lines = [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, RECORDED_WARNINGS)]
+    return list(dict.fromkeys(lines))
+
+
+FAILED = {
+    "estimate": np.nan,
+    "std_error": np.nan,
+    "lower90": np.nan,
+    "upper90": np.nan,
+    "lower95": np.nan,
+    "upper95": np.nan,
+    "converged": False,
+}
+
+
+def _estimates(res, terms: tuple[str, ...]) -> list[dict]:
+    ci90, ci95 = res.conf_int(0.90), res.conf_int(0.95)
+    conv = bool(getattr(res, "converged", True))
+    return [
+        {
+            "term": term,
+            "estimate": float(res.params[term]),
+            "std_error": float(res.std_errors[term]),
+            "lower90": float(ci90.loc[term, "lower"]),
+            "upper90": float(ci90.loc[term, "upper"]),
+            "lower95": float(ci95.loc[term, "lower"]),
+            "upper95": float(ci95.loc[term, "upper"]),
+            "converged": conv,
+        }
+        for term in terms or list(res.params.index)
+    ]
+
+
 def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
-    """Simulate one panel and fit every method; one row per method and term (failures recorded)."""
+    """Simulate one panel and fit every method; one row per method and term.
+
+    Failed fits are recorded (``error``), and so are the package's own warnings raised while
+    simulating and fitting (``warnings``: one ``Category: message`` per line, empty if none). Other
+    libraries' warnings are not recorded. Warnings are caught with :func:`warnings.catch_warnings`,
+    which is process-wide: run cells one per process or thread (the local engine and the Dask
+    ``LocalCluster`` of :func:`run_grid` do).
+    """
     ss = cell_seed(grid.seed, design, replication)
     sim_seed, fit_seed = (int(s.generate_state(1)[0]) for s in ss.spawn(2))
-    sim = simulate(**design, seed=sim_seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim = simulate(**design, seed=sim_seed)
+    sim_warnings = [f"simulate: {w}" for w in _recorded(caught)]
     rows = []
     for name, kw in grid.methods.items():
         kw = dict(kw)
         if kw.get("method") == "bayes":
             kw.setdefault("seed", fit_seed)
         t0 = time.perf_counter()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = fit(grid.formula, sim.data, **kw)
-            secs = time.perf_counter() - t0
-            ci90, ci95 = res.conf_int(0.90), res.conf_int(0.95)
-            conv = bool(getattr(res, "converged", True))
-            for term in grid.terms or list(res.params.index):
-                rows.append(
-                    {
-                        "method": name,
-                        "term": term,
-                        "estimate": float(res.params[term]),
-                        "std_error": float(res.std_errors[term]),
-                        "lower90": float(ci90.loc[term, "lower"]),
-                        "upper90": float(ci90.loc[term, "upper"]),
-                        "lower95": float(ci95.loc[term, "lower"]),
-                        "upper95": float(ci95.loc[term, "upper"]),
-                        "converged": conv,
-                        "seconds": secs,
-                        "error": "",
-                    }
-                )
-        except Exception as err:  # a failed fit is a result, not a crash
-            for term in grid.terms:
-                rows.append(
-                    {
-                        "method": name,
-                        "term": term,
-                        "estimate": np.nan,
-                        "std_error": np.nan,
-                        "lower90": np.nan,
-                        "upper90": np.nan,
-                        "lower95": np.nan,
-                        "upper95": np.nan,
-                        "converged": False,
-                        "seconds": time.perf_counter() - t0,
-                        "error": f"{type(err).__name__}: {err}",
-                    }
-                )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                fitted, error = _estimates(fit(grid.formula, sim.data, **kw), grid.terms), ""
+            except Exception as err:  # a failed fit is a result, not a crash
+                fitted = [{"term": term, **FAILED} for term in grid.terms]
+                error = f"{type(err).__name__}: {err}"
+        extra = {
+            "method": name,
+            "seconds": time.perf_counter() - t0,
+            "error": error,
+            "warnings": "\n".join(sim_warnings + _recorded(caught)),
+        }
+        rows.extend({**extra, **r} for r in fitted)
     out = pd.DataFrame(rows)
     out.insert(0, "replication", replication)
     out.insert(0, "design_id", design_id(design))
     out["truth"] = [truth_of(t, grid.outcome, sim.truth) for t in out["term"]]
     for k, v in design.items():
         out[k] = v if not isinstance(v, (dict, list, tuple)) else json.dumps(v)
-    return out
+    return out[RESULT_COLUMNS + [k for k in design if k not in RESULT_COLUMNS]]
 
 
 def _cell_path(out_dir: Path, did: str, rep: int) -> Path:
@@ -321,24 +432,74 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     return df.sort_values(["design_id", "replication", "method", "term"], kind="stable").reset_index(drop=True)
 
 
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    return str(v)
+
+
+def design_label(design: dict, keys: list[str] | None = None) -> str:
+    """A design as readable parameters, e.g. ``"T=26, beta=0.5, feedback=1"``.
+
+    Parameters
+    ----------
+    design
+        Simulator knobs (a grid design, or a row of a results or summary table).
+    keys
+        Knobs to show (default: every knob of ``design``); ``n_teams``, ``n_weeks`` and ``persistence``
+        are shown as ``N``, ``T`` and ``beta``.
+
+    Examples
+    --------
+    >>> from causalcts.evaluation.montecarlo import design_label
+    >>> design_label({"n_teams": 500, "n_weeks": 26, "persistence": 0.5, "feedback": 1.0})
+    'N=500, T=26, beta=0.5, feedback=1'
+    """
+    keys = list(design) if keys is None else keys
+    return ", ".join(f"{SHORT_NAMES.get(k, k)}={_fmt(design[k])}" for k in keys)
+
+
+def _design_labels(results: pd.DataFrame, design_cols: list[str]) -> tuple[dict, list[str]]:
+    """Labels per design_id from the knobs that differ between designs; and the knobs they share."""
+    designs = results.drop_duplicates("design_id").set_index("design_id")[design_cols]
+    varying = [c for c in design_cols if designs[c].astype(str).nunique() > 1]
+    shared = [c for c in design_cols if c not in varying]
+    keys = varying or design_cols
+    labels = {did: design_label(row.to_dict(), keys) for did, row in designs.iterrows()}
+    return labels, shared
+
+
 def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) -> pd.DataFrame:
-    """Performance measures with Monte Carlo standard errors per design, method and term (module docstring)."""
+    """Performance measures with Monte Carlo standard errors per design, method and term (module docstring).
+
+    Besides the measures, each row has ``design`` (a readable label of the knobs that differ between
+    designs), ``mean`` (the mean estimate, beside ``truth``), and ``warned_share`` and
+    ``<category>_share`` (share of replications whose fit raised any of the package's warnings, and
+    each category of them).
+    """
     design_cols = design_cols or [c for c in results.columns if c not in RESULT_COLUMNS]
+    labels, shared = _design_labels(results, design_cols) if design_cols else ({}, [])
+    notes = results["warnings"].fillna("") if "warnings" in results else pd.Series("", index=results.index)
     z = stats.norm.ppf(0.975)
     rows = []
     for key, g in results.groupby(["design_id", "method", "term"], sort=True):
         ok = g[np.isfinite(g["estimate"]) & np.isfinite(g["std_error"])]
         n = len(ok)
         truth = float(g["truth"].iloc[0])
+        note = notes.loc[g.index]
         base = {
             "design_id": key[0],
+            "design": labels.get(key[0], key[0]),
             "method": key[1],
             "term": key[2],
             "truth": truth,
             "n": n,
             "n_failed": int(len(g) - n),
             "converged_share": float(g["converged"].mean()),
+            "warned_share": float((note != "").mean()),
         }
+        for cat in RECORDED_WARNINGS:
+            base[f"{cat.__name__}_share"] = float(note.str.contains(f"{cat.__name__}:", regex=False).mean())
         base.update({c: g[c].iloc[0] for c in design_cols})
         if n < 2:
             rows.append(base)
@@ -357,6 +518,8 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
         rej = (np.abs(est / se) > z).mean()
         base.update(
             {
+                "mean": est.mean(),
+                "mean_mcse": emp / np.sqrt(n),
                 "bias": bias,
                 "bias_mcse": emp / np.sqrt(n),
                 "emp_se": emp,
@@ -376,19 +539,77 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
             }
         )
         rows.append(base)
+    out = pd.DataFrame(rows)
+    try:  # designs in the order of their parameters (T=6 before T=10), not of their hashes
+        out = out.sort_values([*design_cols, "method", "term"], kind="stable", ignore_index=True)
+    except TypeError:  # a knob holding numbers in some designs and text in others keeps the hash order
+        pass
+    for col in MEASURES:  # present even when no cell has two successful fits
+        if col not in out.columns:
+            out[col] = np.nan
+    out.attrs["shared"] = design_label({c: results[c].iloc[0] for c in shared}) if shared else ""
+    return out
+
+
+#: Columns of :func:`summarize` computed from two or more successful fits (NaN otherwise).
+MEASURES = [
+    f"{m}{suffix}"
+    for m in ("mean", "bias", "emp_se", "model_se", "rmse", "coverage90", "coverage95", "rejection")
+    for suffix in ("", "_mcse")
+] + ["width95", "seconds"]
+
+#: Measures of :func:`summary_table`, each shown as ``value (MCSE)``.
+TABLE_MEASURES = {
+    "mean": "mean estimate",
+    "bias": "bias",
+    "rmse": "RMSE",
+    "coverage90": "coverage 90%",
+    "coverage95": "coverage 95%",
+    "rejection": "rejection 5%",
+}
+
+
+def summary_table(summary: pd.DataFrame, *, measures: list[str] | None = None, digits: int = 3) -> pd.DataFrame:
+    """The summary as a researcher reads it: one row per design, method and term, truth beside the mean.
+
+    Columns: ``design`` (readable parameters), ``method``, ``term``, ``n`` (successful replications,
+    ``+k failed`` when some failed), ``truth``, then each measure as ``value (MCSE)``, and
+    ``warned`` (share of fits that raised a causalcts warning) when any did.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts.evaluation.montecarlo import summary_table
+    >>> s = pd.DataFrame({"design": ["T=8"], "method": ["within"], "term": ["x"], "n": [100], "n_failed": [0],
+    ...                   "truth": [0.5], "mean": [0.4], "mean_mcse": [0.01], "bias": [-0.1], "bias_mcse": [0.01]})
+    >>> summary_table(s, measures=["mean", "bias"]).iloc[0].tolist()
+    ['T=8', 'within', 'x', '100', '0.5', '0.400 (0.010)', '-0.100 (0.010)']
+    """
+    measures = measures or [m for m in TABLE_MEASURES if m in summary.columns]
+    rows = []
+    for _, r in summary.iterrows():
+        n = str(int(r["n"])) + (f" +{int(r['n_failed'])} failed" if r.get("n_failed", 0) else "")
+        row = {
+            "design": r.get("design", r.get("design_id", "")),
+            "method": r["method"],
+            "term": r["term"],
+            "n": n,
+            "truth": _fmt(r["truth"]),
+        }
+        for m in measures:
+            v, e = r.get(m, np.nan), r.get(f"{m}_mcse", np.nan)
+            row[TABLE_MEASURES.get(m, m)] = "" if pd.isna(v) else f"{v:.{digits}f} ({e:.{digits}f})"
+        if "warned_share" in summary.columns and (summary["warned_share"] > 0).any():
+            row["warned"] = f"{r['warned_share']:.0%}"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def summary_markdown(summary: pd.DataFrame, *, columns: list[str] | None = None) -> str:
-    """A markdown table of the summary, each measure shown as ``value (MCSE)``."""
-    measures = ["bias", "emp_se", "model_se", "rmse", "coverage90", "coverage95", "rejection"]
-    keys = columns or [c for c in ("n_teams", "n_weeks", "persistence", "effect") if c in summary.columns]
-    head = ["design", *keys, "method", "term", "n", *measures]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in summary.iterrows():
-        cells = [r["design_id"], *[str(r[k]) for k in keys], r["method"], r["term"], str(int(r["n"]))]
-        for m in measures:
-            v, e = r.get(m, np.nan), r.get(f"{m}_mcse", np.nan)
-            cells.append("" if pd.isna(v) else f"{v:.4f} ({e:.4f})")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def summary_markdown(summary: pd.DataFrame, *, measures: list[str] | None = None, digits: int = 4) -> str:
+    """A markdown table of :func:`summary_table` (each measure as ``value (MCSE)``)."""
+    table = summary_table(summary, measures=measures, digits=digits)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    shared = summary.attrs.get("shared", "")
+    head = f"All designs: {shared}. " if shared else ""
+    return head + "Each measure is the estimate (Monte Carlo SE).\n\n" + "\n".join(lines)

@@ -1,20 +1,22 @@
-"""Figures a researcher looks at before reading numbers (matplotlib, no display needed)."""
+"""Figures a researcher looks at before reading numbers.
+
+Importing this module chooses no matplotlib backend: figures show inline in a notebook, in a window
+from a script, and nowhere under ``MPLBACKEND=Agg``. Every figure says on its face what it leaves out
+(teams not drawn, methods without the term).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from causalcts.errors import MissingColumnError
+from causalcts.results.base import EstimationResults
 
-from causalcts.errors import MissingColumnError  # noqa: E402
-from causalcts.results.base import EstimationResults  # noqa: E402
-
-__all__ = ["plot_adoption", "plot_estimates", "plot_outcome_by_adoption"]
+__all__ = ["plot_adoption", "plot_caterpillar", "plot_estimates", "plot_outcome_by_adoption", "plot_tornado"]
 
 
 def _need(data: pd.DataFrame, cols: list[str]) -> None:
@@ -46,9 +48,10 @@ def plot_adoption(
     teams = pd.unique(data[entity])
     rng = np.random.default_rng(seed)
     pick = rng.choice(teams, size=min(n_teams, len(teams)), replace=False)
-    for t in pick:
+    for i, t in enumerate(pick):
         d = data[data[entity] == t]
-        ax.plot(d[time], d[share], color="tab:blue", alpha=0.25, lw=0.8)
+        label = f"{len(pick)} of {len(teams)} teams (random sample)" if i == 0 else None
+        ax.plot(d[time], d[share], color="tab:blue", alpha=0.25, lw=0.8, label=label)
     mean = data.groupby(time)[share].mean()
     ax.plot(mean.index, mean.to_numpy(), color="black", lw=2.5, label="mean over teams")
     ax.set(
@@ -91,6 +94,7 @@ def plot_estimates(
     for i, name in enumerate(names):
         r = results[name]
         if term not in r.params.index:
+            ax.annotate(f"{term} not in this model", (0.02, i), xycoords=("axes fraction", "data"), va="center")
             continue
         ci = r.conf_int(level).loc[term]
         ax.plot([ci["lower"], ci["upper"]], [i, i], color="tab:blue", lw=2)
@@ -104,12 +108,31 @@ def plot_estimates(
     return ax
 
 
-def plot_tornado(sensitivity: pd.DataFrame, *, ax=None, title: str = "What drives CTS-SW"):
-    """Tornado plot of :func:`causalcts.evaluation.driver_sensitivity`: one bar per driver, largest on top."""
+def plot_tornado(
+    sensitivity: pd.DataFrame,
+    *,
+    ax=None,
+    title: str = "Drivers of CTS-SW, ranked by the size of their association",
+):
+    """Tornado plot of :func:`causalcts.evaluation.driver_sensitivity`: one bar per driver, largest on top.
+
+    The ranking is of associations, not causal effects: each bar is the change in the outcome that
+    goes with a one-SD higher driver, the other drivers held fixed; the drivers are themselves
+    outcomes of the team's work, so the figure says so in its subtitle.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts.plots import plot_tornado
+    >>> sens = pd.DataFrame({"effect": [-8.0, 3.0], "lower": [-10.0, 1.0], "upper": [-6.0, 5.0]},
+    ...                     index=["cr_velocity", "rollback_rate"])
+    >>> plot_tornado(sens).get_title().splitlines()[1]
+    'associations, not causal effects: a one-SD higher driver, the others held fixed'
+    """
     need = {"effect", "lower", "upper"}
     if not need <= set(sensitivity.columns):
         raise MissingColumnError(f"The tornado plot needs columns {sorted(need)} (from driver_sensitivity).")
-    ax = ax or plt.subplots(figsize=(7, 0.5 * len(sensitivity) + 1.5))[1]
+    ax = ax or plt.subplots(figsize=(7, 0.5 * len(sensitivity) + 1.8))[1]
     s = sensitivity.iloc[::-1]
     colors = ["tab:green" if v < 0 else "tab:red" for v in s["effect"]]
     ax.barh(range(len(s)), s["effect"], color=colors, alpha=0.7)
@@ -123,12 +146,17 @@ def plot_tornado(sensitivity: pd.DataFrame, *, ax=None, title: str = "What drive
     )
     ax.set_yticks(range(len(s)), s.index)
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set(xlabel=f"effect of a one-SD increase ({sensitivity.attrs.get('unit', 'outcome units')})", title=title)
+    ax.set(xlabel=f"change with a one-SD higher driver ({sensitivity.attrs.get('unit', 'outcome units')})")
+    ax.set_title(f"{title}\nassociations, not causal effects: a one-SD higher driver, the others held fixed")
     return ax
 
 
 def plot_caterpillar(result, *, term: str = "Intercept", max_groups: int = 60, ax=None):
-    """Team effects with 90% intervals from a sampled mixed model (``idata['team_effects']``)."""
+    """Team effects with 90% intervals from a sampled mixed model (``idata['team_effects']``).
+
+    With more than ``max_groups`` teams, ``max_groups`` teams evenly spaced in the ranking by posterior
+    mean are drawn (the lowest and the highest included); the title says how many of how many.
+    """
     idata = getattr(result, "idata", None)
     if idata is None or "team_effects" not in idata.groups():
         raise MissingColumnError(
@@ -139,13 +167,18 @@ def plot_caterpillar(result, *, term: str = "Intercept", max_groups: int = 60, a
     vals = te.stack(s=("chain", "draw")).transpose(group_dim, "s").values
     mean = vals.mean(axis=1)
     order = np.argsort(mean)
-    if len(order) > max_groups:
-        order = order[np.linspace(0, len(order) - 1, max_groups).astype(int)]
+    n_all = len(order)
+    if n_all > max_groups:
+        order = order[np.unique(np.linspace(0, n_all - 1, max_groups).round().astype(int))]
+        shown = f"showing {len(order)} of {n_all} {group_dim}s, evenly spaced in rank (lowest and highest included)"
+    else:
+        shown = f"all {n_all} {group_dim}s"
     lo, hi = np.quantile(vals[order], 0.05, axis=1), np.quantile(vals[order], 0.95, axis=1)
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     x = np.arange(len(order))
     ax.vlines(x, lo, hi, color="tab:blue", alpha=0.6)
     ax.plot(x, mean[order], "o", ms=3, color="tab:blue")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel=f"{group_dim} (sorted)", ylabel=f"team effect: {term}", title="Team effects (90% intervals)")
+    ax.set(xlabel=f"{group_dim} (sorted by posterior mean)", ylabel=f"team effect: {term}")
+    ax.set_title(f"Team effects (posterior means, 90% intervals)\n{shown}")
     return ax

@@ -2,41 +2,74 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from causalcts.evaluation.montecarlo import load_results, summarize, summary_markdown
+import pandas as pd
+from matplotlib.figure import Figure
 
-__all__ = ["write_report"]
+from causalcts.evaluation.montecarlo import load_results, summarize, summary_markdown, summary_table
+
+__all__ = ["report_text", "write_report"]
+
+
+def report_text(summary: pd.DataFrame, *, grid: dict | None = None) -> str:
+    """The summary as plain text, one table per term: design, method, truth, mean, bias, RMSE, coverage.
+
+    Every measure is shown as ``estimate (Monte Carlo SE)``.
+    """
+    grid = grid or {}
+    lines = []
+    if grid:
+        lines.append(
+            f"Recovery study {grid.get('name', '')!r}: {len(grid.get('designs', []))} designs x "
+            f"{grid.get('replications', '?')} replications; model {grid.get('formula', '')}"
+        )
+    shared = summary.attrs.get("shared", "")
+    if shared:
+        lines.append(f"All designs: {shared}.")
+    lines.append("Each measure: estimate (Monte Carlo SE). truth: the simulated value of the term.")
+    for term, s in summary.groupby("term", sort=False):
+        lines += ["", f"{term}", summary_table(s).drop(columns="term").to_string(index=False)]
+    first = summary[summary["term"] == summary["term"].iloc[0]] if len(summary) else summary
+    failed = int(first["n_failed"].sum()) if "n_failed" in first else 0
+    if failed:
+        lines += ["", f"{failed} fits failed ('+k failed' in n); their errors are in the results' error column."]
+    return "\n".join(lines)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
 
 
 def write_report(out_dir: str | Path) -> dict[str, Path]:
-    """Summarise ``out_dir``'s results; write ``summary.parquet``, ``summary.md`` and PNG figures."""
-    import matplotlib.pyplot as plt
+    """Summarise ``out_dir``'s results; write ``summary.parquet``, ``summary.md``, ``summary.txt`` and PNGs.
 
+    Figures are drawn on :class:`matplotlib.figure.Figure` objects, not through pyplot, so no window
+    opens and the session's backend is left alone.
+    """
     from causalcts.plots import plot_bias_vs_t, plot_coverage, plot_rmse
 
     out = Path(out_dir)
     results = load_results(out)
     summary = summarize(results)
-    paths = {"summary": out / "summary.parquet", "markdown": out / "summary.md"}
+    grid_file = out / "grid.json"
+    grid = json.loads(grid_file.read_text()) if grid_file.exists() else {}
+    paths = {"summary": out / "summary.parquet", "markdown": out / "summary.md", "text": out / "summary.txt"}
     summary.to_parquet(paths["summary"], index=False)
     paths["markdown"].write_text(summary_markdown(summary) + "\n")
+    paths["text"].write_text(report_text(summary, grid=grid) + "\n")
     for term in summary["term"].unique():
         safe = term.replace(".", "_")
         if "n_weeks" in summary and summary["n_weeks"].nunique() > 1:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            plot_bias_vs_t(summary, term, ax=ax)
-            paths[f"bias_{safe}"] = out / f"bias_vs_T_{safe}.png"
-            fig.savefig(paths[f"bias_{safe}"], dpi=110, bbox_inches="tight")
-            plt.close(fig)
-        fig = plt.figure(figsize=(8, 0.3 * len(summary[summary["term"] == term]) + 1.5))
-        plot_coverage(summary, term, ax=fig.gca())
-        paths[f"coverage_{safe}"] = out / f"coverage_{safe}.png"
-        fig.savefig(paths[f"coverage_{safe}"], dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        fig, ax = plt.subplots(figsize=(7, 3))
-        plot_rmse(summary, term, ax=ax)
-        paths[f"rmse_{safe}"] = out / f"rmse_{safe}.png"
-        fig.savefig(paths[f"rmse_{safe}"], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+            fig = Figure(figsize=(7, 4))
+            plot_bias_vs_t(summary, term, ax=fig.subplots())
+            paths[f"bias_{safe}"] = _save(fig, out / f"bias_vs_T_{safe}.png")
+        fig = Figure(figsize=(8, 0.3 * len(summary[summary["term"] == term]) + 1.5))
+        plot_coverage(summary, term, ax=fig.subplots())
+        paths[f"coverage_{safe}"] = _save(fig, out / f"coverage_{safe}.png")
+        fig = Figure(figsize=(7, 3))
+        plot_rmse(summary, term, ax=fig.subplots())
+        paths[f"rmse_{safe}"] = _save(fig, out / f"rmse_{safe}.png")
     return paths

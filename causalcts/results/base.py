@@ -1,20 +1,37 @@
-"""The results interface shared by every estimator, frequentist or Bayesian."""
+"""The results interface shared by every estimator, frequentist or Bayesian.
+
+One contract for every family: ``params``, ``std_errors``, ``cov``, ``conf_int(level)``, ``nobs``,
+``n_entities``, ``method``, ``formula``, ``spec``, ``to_frame(level)``, ``summary()`` (a
+:class:`~causalcts.results.summary.Summary`: text, HTML and LaTeX), ``to_dict()``, ``to_json(path)``,
+``from_json(path)`` and :func:`load`. Families add fields on top (``cov_re``, ``scale``, ``llf``,
+``idata`` in :class:`causalcts.bayes.results.BayesResults`); every field survives a JSON round trip.
+
+The intercept, where a model has one, is labelled ``"Intercept"`` (as formulaic and statsmodels do).
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from causalcts.errors import CausalCTSError
+from causalcts.results.serialize import decode, encode
+from causalcts.results.summary import Summary
 
-__all__ = ["EstimationResults", "compare"]
+__all__ = ["EstimationResults", "compare", "load"]
+
+#: Version tag written into saved results; files without it are read as causalcts 0.1 JSON.
+FORMAT = "causalcts-results/2"
+_MAPPINGS = ("tests", "info", "spec")
 
 
 def _freeze(obj: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
@@ -34,7 +51,7 @@ class EstimationResults:
     ----------
     params, std_errors
         Estimates and standard errors (posterior means and SDs for Bayesian fits), labelled
-        Stata-style (``L1.n``, ``w``, ``L1.w``).
+        Stata-style (``L1.n``, ``w``, ``L1.w``); the constant is ``"Intercept"``.
     cov
         Covariance matrix of the estimates.
     nobs, n_entities, n_instruments
@@ -45,6 +62,20 @@ class EstimationResults:
         What was estimated and how.
     dist
         ``"normal"`` (z statistics) or ``"t"`` (with ``df_resid``).
+
+    Every pandas attribute is handed out as a copy, and no field can be reassigned, so a result
+    never changes after ``fit`` returns it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> res = EstimationResults(params=pd.Series({"x": 0.5}), std_errors=pd.Series({"x": 0.1}),
+    ...                         cov=pd.DataFrame([[0.01]], index=["x"], columns=["x"]), nobs=100,
+    ...                         n_entities=10, method="pooled", formula="y ~ x", cov_type="unadjusted")
+    >>> res.conf_int(0.95).round(3).loc["x"].tolist()
+    [0.304, 0.696]
+    >>> res.inference
+    'z (normal)'
     """
 
     params: pd.Series
@@ -68,25 +99,33 @@ class EstimationResults:
     fitted: pd.Series | None = None
     """Fitted values of the estimating equation, same index as ``resid``."""
 
+    _classes: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        EstimationResults._classes[cls.__name__] = cls  # so that load() returns the right class
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _freeze(self.params.rename("params")))
-        object.__setattr__(self, "std_errors", _freeze(self.std_errors.rename("std_errors")))
-        object.__setattr__(self, "cov", _freeze(self.cov))
+        object.__setattr__(self, "params", self.params.rename("params"))
+        object.__setattr__(self, "std_errors", self.std_errors.rename("std_errors"))
+        object.__setattr__(self, "outcome_lags", tuple(self.outcome_lags))
         object.__setattr__(
             self, "tests", MappingProxyType({k: MappingProxyType(dict(v)) for k, v in dict(self.tests).items()})
         )
-        object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
-        object.__setattr__(self, "spec", MappingProxyType(dict(self.spec)))
-        for name in ("resid", "fitted"):
-            value = object.__getattribute__(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _freeze(value))
+        object.__setattr__(self, "info", MappingProxyType(copy.deepcopy(dict(self.info))))
+        object.__setattr__(self, "spec", MappingProxyType(copy.deepcopy(dict(self.spec))))
+        for f in dataclasses.fields(self):
+            value = object.__getattribute__(self, f.name)
+            if isinstance(value, (pd.Series, pd.DataFrame)):
+                object.__setattr__(self, f.name, _freeze(value))
 
     def __getattribute__(self, name: str):
         # hand out copies, so that no caller can change a result in place
         value = object.__getattribute__(self, name)
-        if name in ("params", "std_errors", "cov", "resid", "fitted") and value is not None:
+        if isinstance(value, (pd.Series, pd.DataFrame)):
             return value.copy()
+        if name in ("info", "spec"):
+            return MappingProxyType(copy.deepcopy(dict(value)))
         return value
 
     @property
@@ -95,6 +134,13 @@ class EstimationResults:
         return None if self.resid is None else self.resid.index
 
     # ------------------------------------------------------------------ inference
+    @property
+    def inference(self) -> str:
+        """The reference distribution of the statistics: ``"z (normal)"`` or ``"t with <df> df"``."""
+        if self.dist == "t" and self.df_resid:
+            return f"t with {self.df_resid:g} df"
+        return "z (normal)"
+
     @property
     def tstats(self) -> pd.Series:
         """Estimates over standard errors (z or t statistics)."""
@@ -111,7 +157,7 @@ class EstimationResults:
         return pd.Series(p, index=self.params.index, name="pvalues")
 
     def _critical(self, level: float) -> float:
-        if not 0 < level < 1:
+        if not isinstance(level, (int, float)) or not 0 < level < 1:
             raise CausalCTSError(f"level={level} must lie strictly between 0 and 1 (e.g. 0.95).")
         q = 0.5 + level / 2
         return float(stats.t.ppf(q, self.df_resid) if self.dist == "t" and self.df_resid else stats.norm.ppf(q))
@@ -167,73 +213,84 @@ class EstimationResults:
         )
         return out.rename_axis("term")
 
-    def summary(self) -> str:
-        """A text table of the estimates and tests."""
-        head = [
-            f"causalcts {self.method} estimation",
-            f"Formula: {self.formula}",
-            f"Observations: {self.nobs}   Entities: {self.n_entities}"
-            + (f"   Instruments: {self.n_instruments}" if self.n_instruments else "")
-            + f"   Covariance: {self.cov_type}",
+    def _header(self) -> list[tuple[str, object]]:
+        head: list[tuple[str, object]] = [
+            ("Method", self.method),
+            ("Formula", self.formula),
+            ("Observations", self.nobs),
+            ("Entities", self.n_entities),
         ]
-        table = self.to_frame().rename(columns={"statistic": "z" if self.dist == "normal" else "t"})
-        body = table.to_string(float_format=lambda v: f"{v:.6g}")
-        lines = [*head, "", body]
-        if self.tests:
-            lines.append("")
-            for name, t in self.tests.items():
-                parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()]
-                lines.append(f"{name}: " + ", ".join(parts))
-        return "\n".join(lines)
+        if self.n_instruments:
+            head.append(("Instruments", self.n_instruments))
+        head += [("Covariance", self.cov_type), ("Inference", self.inference)]
+        return head
+
+    def _estimates_table(self, level: float) -> tuple[str, pd.DataFrame]:
+        table = self.to_frame(level).rename(columns={"statistic": "z" if self.inference.startswith("z") else "t"})
+        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+        table = table.rename(columns={"lower": f"[{lo:g}", "upper": f"{hi:g}]"})
+        return f"Estimates ({level:.0%} confidence intervals)", table
+
+    def _notes(self) -> list[str]:
+        notes = []
+        for name, t in self.tests.items():
+            parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()]
+            notes.append(f"{name}: " + ", ".join(parts))
+        return notes
+
+    def summary(self, level: float = 0.95) -> Summary:
+        """The results table: prints as text, renders as HTML (``_repr_html_``) and LaTeX (``as_latex()``).
+
+        The header names the method, formula, observations, entities, covariance and the inference
+        convention (z, or t with its degrees of freedom); then one row per term; then the tests.
+        """
+        return Summary(
+            f"causalcts {self.method} estimation", self._header(), [self._estimates_table(level)], self._notes()
+        )
 
     def __str__(self) -> str:
-        return self.summary()
+        return str.__str__(self.summary())
 
     def __repr__(self) -> str:
-        return f"<EstimationResults {self.method}: {len(self.params)} terms, {self.nobs} obs>"
+        return f"<{type(self).__name__} {self.method}: {len(self.params)} terms, {self.nobs} obs>"
 
     def _repr_html_(self) -> str:
-        head = f"<p><b>causalcts {self.method}</b>: {self.formula}<br>nobs={self.nobs}, entities={self.n_entities}"
-        head += f", instruments={self.n_instruments}" if self.n_instruments else ""
-        head += f", covariance={self.cov_type}</p>"
-        tests = ""
-        if self.tests:
-            rows = "".join(
-                f"<tr><td>{n}</td><td>{', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in t.items())}</td></tr>"
-                for n, t in self.tests.items()
-            )
-            tests = f"<table>{rows}</table>"
-        return head + self.to_frame().to_html(float_format=lambda v: f"{v:.5g}") + tests
+        return self.summary().as_html()
+
+    # ------------------------------------------------------------------ saving and loading
+    def _json_fields(self) -> dict[str, Any]:
+        return {f.name: object.__getattribute__(self, f.name) for f in dataclasses.fields(self)}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of everything in the results."""
-        return {
-            "method": self.method,
-            "formula": self.formula,
-            "cov_type": self.cov_type,
-            "nobs": self.nobs,
-            "n_entities": self.n_entities,
-            "n_instruments": self.n_instruments,
-            "params": self.params.to_dict(),
-            "std_errors": self.std_errors.to_dict(),
-            "cov": self.cov.to_numpy().tolist(),
-            "tests": {k: dict(v) for k, v in self.tests.items()},
-            "dist": self.dist,
-            "df_resid": self.df_resid,
-            "outcome_lags": list(self.outcome_lags),
-            "info": {k: v for k, v in self.info.items() if isinstance(v, (int, float, str, bool, list, dict))},
-        }
+        """JSON-ready dict of every field (tagged where plain JSON would lose a type; see ``serialize``)."""
+        out: dict[str, Any] = {"format": FORMAT, "class": type(self).__name__}
+        out.update({k: self._encode_field(k, v) for k, v in self._json_fields().items()})
+        return out
 
-    def to_json(self, path: str | Path) -> Path:
-        """Save the results as JSON (never pickle)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float))
-        return path
+    def _encode_field(self, name: str, value: Any) -> Any:
+        return encode(value)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> EstimationResults:
-        """Load results saved by :meth:`to_json`."""
-        d = json.loads(Path(path).read_text())
+    def from_dict(cls, d: dict[str, Any], *, directory: str | Path | None = None) -> EstimationResults:
+        """Rebuild results from :meth:`to_dict` output (or a causalcts 0.1 dict); ``directory`` holds side files."""
+        if "format" not in d:
+            return cls._from_legacy(d)
+        name = d.get("class", "EstimationResults")
+        target = EstimationResults if name == "EstimationResults" else EstimationResults._classes.get(name)
+        if target is None:
+            raise CausalCTSError(f"Unknown results class {name!r}; known: {sorted(EstimationResults._classes)}.")
+        if not issubclass(target, cls):
+            raise CausalCTSError(f"The file holds {name} results, which {cls.__name__}.from_json cannot load.")
+        names = {f.name for f in dataclasses.fields(target)}
+        kwargs = {k: decode(v) for k, v in d.items() if k in names}
+        return target._from_fields(kwargs, Path(directory) if directory is not None else None)
+
+    @classmethod
+    def _from_fields(cls, kwargs: dict[str, Any], directory: Path | None) -> EstimationResults:
+        return cls(**kwargs)
+
+    @classmethod
+    def _from_legacy(cls, d: dict[str, Any]) -> EstimationResults:
         names = list(d["params"])
         return cls(
             params=pd.Series(d["params"]),
@@ -252,12 +309,79 @@ class EstimationResults:
             info=d["info"],
         )
 
+    def to_json(self, path: str | Path) -> Path:
+        """Save every field as JSON at ``path`` (never pickle) and return the path.
+
+        Bayesian results also write their ``idata`` to ``path.with_suffix(".nc")`` (netCDF).
+        """
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> EstimationResults:
+        """Load results saved by :meth:`to_json`; returns the class that was saved (see :func:`load`)."""
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CausalCTSError(f"No results file at {str(path)!r}.") from None
+        except json.JSONDecodeError as err:
+            raise CausalCTSError(f"{str(path)!r} is not a causalcts results JSON file: {err}.") from None
+        return cls.from_dict(d, directory=path.parent)
+
+    def equals(self, other: object) -> bool:
+        """True when ``other`` is the same class and every field is equal (NaN equal to NaN, dtypes and index names
+        included); ``idata`` groups are compared with :meth:`xarray.Dataset.equals`."""
+        if type(other) is not type(self):
+            return False
+        mine, theirs = self._json_fields(), other._json_fields()
+        for name, value in mine.items():
+            if name == "idata":
+                if not _idata_equal(value, theirs[name]):
+                    return False
+            elif encode(value) != encode(theirs[name]):
+                return False
+        return True
+
+
+def _idata_equal(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if set(a.groups()) != set(b.groups()):
+        return False
+    return all(a[g].equals(b[g]) for g in a.groups())
+
+
+def load(path: str | Path) -> EstimationResults:
+    """Load any results saved with ``to_json``: the class that was saved comes back (``BayesResults`` with its
+    ``idata`` from the ``.nc`` file beside the JSON).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, pandas as pd
+    >>> res = EstimationResults(params=pd.Series({"x": 0.5}), std_errors=pd.Series({"x": 0.1}),
+    ...                         cov=pd.DataFrame([[0.01]], index=["x"], columns=["x"]), nobs=100,
+    ...                         n_entities=10, method="pooled", formula="y ~ x", cov_type="unadjusted")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     back = load(res.to_json(pathlib.Path(tmp) / "res.json"))
+    >>> back.equals(res)
+    True
+    """
+    return EstimationResults.from_json(path)
+
 
 def compare(results: dict[str, EstimationResults], *, stat: str = "std_errors") -> pd.DataFrame:
-    """Side-by-side table of several results: estimates with ``stat`` below each, one column per model."""
+    """Side-by-side table of several results: estimates with ``stat`` below each, one column per model.
+
+    Works across families (least squares, GMM, mixed, Bayesian: posterior means and SDs).
+    """
     cols = {}
     for name, r in results.items():
-        s = getattr(r, stat)
+        try:
+            s = getattr(r, stat)
+        except AttributeError:
+            raise CausalCTSError(f"stat={stat!r} is not an attribute of the {name!r} results.") from None
         cols[name] = (
             pd.concat({"estimate": r.params, stat: s}, axis=0).swaplevel().sort_index(level=0, sort_remaining=False)
         )

@@ -17,23 +17,39 @@ developer-week, and ``deploys_per_builder``, deployments per builder-week):
   ``effect_buildup`` is 1, else its exponential smoothing
   :math:`E_{it} = E_{i,t-1} + (A_{it} - E_{i,t-1}) / \text{effect\_buildup}`.
 * :math:`\gamma^o_i = \gamma^o + \text{effect\_sd}\cdot \eta_i` (team-varying effects).
-* :math:`r_{it}` (``rollback_rate``) is the team-week change-failure probability, DORA's 5 to 40
-  percent: a team level plus ``mediation`` times :math:`A_{it}` (adoption moves it: a mediator) plus
-  noise, clipped to [0, 1]. :math:`v_{it}` (``interventions_per_deploy``) is exogenous.
+* The team-week change-failure probability :math:`p_{it}` (``rollback_rate_latent``), DORA's 5 to 40
+  percent, is a team level plus ``mediation`` times :math:`A_{it}` (adoption moves it: a mediator) plus
+  noise, clipped to [0, 1]; the intervention rate per deployment :math:`\nu_{it}`
+  (``interventions_per_deploy_latent``) is exogenous. Rollbacks are
+  :math:`\mathrm{Binomial}(\text{deployments}_{it}, p_{it})` and interventions
+  :math:`\mathrm{Poisson}(\text{deployments}_{it}\,\nu_{it})`.
+* Every column a user could compute from the counts is exactly that computation (what
+  :func:`causalcts.metrics.add_metrics` gives): ``cr_velocity = crs_merged / developers``,
+  ``deploys_per_builder = deployments / developers``, ``rollback_rate = rollbacks / deployments``,
+  ``interventions_per_deploy = interventions / deployments``, ``pages_per_oncall``, ``log_cts``.
+  The covariates :math:`r_{it}, v_{it}` of the ``cr_velocity`` equation are these observed rates.
+  The week's deployments are the denominators of those rates, so the ``deploys_per_builder``
+  equation (drawn first) uses the latent rates :math:`p_{it}, \nu_{it}` instead; in that equation an
+  observed rate is a noisy measure of the true covariate. Every team deploys at least once a week.
+* Counts: the equation gives the expected rate; the week's count is that rate times developers,
+  rounded (``"gaussian"``) or Poisson (``"count"``), and the observed rate (count / developers) is the
+  outcome and the next week's lag. The lag in the equation is therefore the observed column and the
+  conditional mean stays linear, so the truth is what a regression on the data estimates.
 * Adoption: each team's rollout starts at a staggered week :math:`s_i`; the latent share follows
   an S-curve :math:`c_i\,\mathrm{logistic}(k_i (t - s_i) + \phi\, z_{i,t-1})` that plateaus at the
   ceiling :math:`c_i` and can fall (``adoption_decline``). :math:`z_{i,t-1}` is the team's
   standardised past outcome (``feedback`` :math:`\phi`); with ``selection`` > 0 teams with larger
   :math:`a_i` adopt earlier and more fully. The observed share is
   :math:`\mathrm{Binomial}(\text{developers}_{it}, \cdot) / \text{developers}_{it}`.
-* ``outcome_model="gaussian"``: :math:`\varepsilon_{it} \sim N(0,1)` and ``y`` is exact.
-  ``"count"``: the right-hand side without :math:`\varepsilon` is a rate :math:`m_{it}`
+* ``outcome_model="gaussian"``: :math:`\varepsilon_{it} \sim N(0,1)` and ``y`` is the right-hand side
+  rounded to whole counts (rounding noise below ``1 / (2 developers)``, about 0.04 for 7 developers).
+  ``"count"``: the right-hand side with :math:`\varepsilon` is a rate :math:`m_{it}`
   (floored at 0.001) and ``y`` is ``Poisson(developers * m) / developers`` — the conditional mean
   is still the linear equation, so the truth is unchanged; the noise is count noise.
 * CTS-SW: :math:`\log \mathrm{CTS}_{it} = c_0 + b_{0i} + (b_{vel} + b_{1i})\,\text{cr\_velocity}_{it}
   + b_{rb} r_{it} + b_{iv} v_{it} + b_{pg}\,\text{pages\_per\_oncall}_{it} + 0.1\,\epsilon_{it}`
-  with correlated team intercepts and slopes; ``dev_cost`` is then ``CTS * deployments``
-  (weeks with no deployment get the team's usual cost per developer-week times developers).
+  with correlated team intercepts and slopes, drawn after the counts, so its drivers are the observed
+  columns; ``dev_cost`` is then ``CTS * deployments``.
 
 Calibration of the defaults (public figures)
 --------------------------------------------
@@ -50,8 +66,10 @@ Calibration of the defaults (public figures)
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -116,6 +134,9 @@ class SimulationDesign:
     cts_drivers: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_CTS))
     burn_in: int = 50
     seed: int | None = None
+    seed_entropy: int | None = None
+    """The integer seed of the run: ``seed`` itself, or the fresh entropy drawn when ``seed`` was None
+    (None only when a Generator was passed)."""
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -123,9 +144,38 @@ class SimulationDesign:
         return d
 
 
+def _freeze(value: object) -> object:
+    """A read-only copy: mappings become MappingProxyType, arrays non-writeable copies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, np.ndarray):
+        arr = value.copy()
+        arr.setflags(write=False)
+        return arr
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: object) -> object:
+    """Plain JSON-ready copy of a frozen value."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Truth:
-    """The true parameters behind a simulated panel (never seen by an estimator)."""
+    """The true parameters behind a simulated panel (never seen by an estimator).
+
+    Read-only all the way down: the attributes cannot be set, the dicts are
+    :class:`types.MappingProxyType` views that refuse assignment, and :attr:`teams` returns a
+    fresh copy each time, so changing it never changes the truth.
+    """
 
     persistence: dict[str, float]
     """beta of each outcome."""
@@ -141,19 +191,34 @@ class Truth:
     """SD of the team-specific effects gamma_i around gamma."""
     noise_sd: float
     covariate_effects: dict[str, float]
-    """Coefficients of ``rollback_rate`` and ``interventions_per_deploy`` in both outcome equations."""
+    """Coefficients of the rollback and intervention rates in both outcome equations: of the observed
+    ``rollback_rate`` and ``interventions_per_deploy`` in the ``cr_velocity`` equation, of the latent
+    ``rollback_rate_latent`` and ``interventions_per_deploy_latent`` in the ``deploys_per_builder`` one."""
     mediation: float
     """Effect of ``ai_share`` on ``rollback_rate``."""
     cts_drivers: dict[str, float]
-    """Coefficients of the drivers in the log CTS-SW equation."""
+    """Coefficients of the drivers (observed columns) in the log CTS-SW equation."""
     cts_team_sd: dict[str, float]
     """SDs of the team intercepts and cr_velocity slopes in log CTS-SW, and their correlation."""
-    teams: pd.DataFrame = field(repr=False)
-    """Per team: the team effects a_i of each outcome, gamma_i, rollout start, CTS-SW team effects."""
+    _teams: pd.DataFrame = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name != "_teams":
+                object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
+        object.__setattr__(self, "_teams", self._teams.copy(deep=True))
+
+    @property
+    def teams(self) -> pd.DataFrame:
+        """Per team: the team effects a_i of each outcome, gamma_i, rollout start, CTS-SW team effects.
+
+        A new copy on every access.
+        """
+        return self._teams.copy(deep=True)
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "teams"}
-        return d
+        """Every parameter but ``teams`` as plain, JSON-ready dicts and numbers."""
+        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self) if f.name != "_teams"}
 
 
 @dataclass(frozen=True)
@@ -163,6 +228,11 @@ class Simulation:
     data: pd.DataFrame
     truth: Truth
     design: SimulationDesign
+
+    @property
+    def seed(self) -> int | None:
+        """The integer seed that reproduces this run (``design.seed_entropy``)."""
+        return self.design.seed_entropy
 
     def panel(self) -> Panel:
         """The data as a validated :class:`~causalcts.Panel` (entity ``team``, time ``week``)."""
@@ -252,14 +322,18 @@ def simulate(
         Weeks simulated before the first observed week (without adoption), so series start near
         their stationary distribution.
     seed
-        Integer seed or a :class:`numpy.random.Generator`; the same seed gives the same frame.
+        Non-negative integer, None or a :class:`numpy.random.Generator`; the same integer gives the
+        same frame bit for bit. None draws fresh entropy and records it in ``design.seed_entropy``
+        (also ``sim.seed``): ``simulate(..., seed=sim.seed)`` reproduces the run.
 
     Returns
     -------
     Simulation
-        ``.data`` (telemetry schema plus the model's exact columns ``cr_velocity``,
-        ``deploys_per_builder``, ``rollback_rate``, ``interventions_per_deploy``,
-        ``pages_per_oncall``, ``log_cts``), ``.truth`` and ``.design``.
+        ``.data``: the telemetry schema plus the metrics computed from its counts (``cr_velocity``,
+        ``deploys_per_builder``, ``rollback_rate``, ``interventions_per_deploy``, ``pages_per_oncall``,
+        ``log_cts``, exactly as :func:`causalcts.metrics.add_metrics` computes them) and the latent
+        rates ``rollback_rate_latent`` and ``interventions_per_deploy_latent``; ``.truth`` (read-only)
+        and ``.design`` (``design.seed_entropy`` reproduces the run, also when ``seed`` is None).
 
     Examples
     --------
@@ -271,6 +345,7 @@ def simulate(
     [dtype('int64'), dtype('int64')]
     """
     check_option("outcome_model", outcome_model, ("gaussian", "count"))
+    rng, entropy = _generator(seed)
     if int(n_teams) < 2:
         raise CausalCTSError(f"n_teams={n_teams}: a panel needs at least 2 teams.")
     if int(n_weeks) < 2:
@@ -324,10 +399,25 @@ def simulate(
         unbalanced=unbalanced,
         cts_drivers=cts,
         burn_in=int(burn_in),
-        seed=seed if isinstance(seed, (int, np.integer)) or seed is None else None,
+        seed=int(seed) if isinstance(seed, (int, np.integer)) else None,
+        seed_entropy=entropy,
     )
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return _run(design, rng)
+
+
+def _generator(seed: int | np.random.Generator | None) -> tuple[np.random.Generator, int | None]:
+    """The generator of a run and the integer that reproduces it (None for a caller's Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return seed, None
+    if seed is None:
+        sequence = np.random.SeedSequence()
+        return np.random.default_rng(sequence), int(sequence.entropy)
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.default_rng(int(seed)), int(seed)
+    raise CausalCTSError(
+        f"seed={seed!r} is not a seed: use a non-negative integer, None (fresh entropy, recorded in "
+        "design.seed_entropy) or a numpy.random.Generator."
+    )
 
 
 def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
@@ -341,7 +431,6 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     rb_level = 0.05 + 0.35 * rng.beta(2.0, 5.0, n)
     iv_level = rng.gamma(4.0, 0.3 / 4.0, n)
     page_rate = rng.gamma(3.0, 2.0 / 3.0, n)
-    cost_per_dev = 4000.0 * np.exp(0.2 * rng.standard_normal(n))
     start_u = rng.uniform(size=n)
     speed = d.adoption_speed * np.exp(0.3 * rng.standard_normal(n))
     ceil_logit = np.log(d.adoption_ceiling / (1 - d.adoption_ceiling + 1e-12) + 1e-12) + 0.5 * rng.standard_normal(n)
@@ -379,6 +468,9 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     expo = np.zeros((total, n))
     rb = np.empty((total, n))
     iv = np.empty((total, n))
+    counts = {k: np.empty((total, n), dtype=np.int64) for k in ("crs", "deploys", "rollbacks", "interventions")}
+    rb_obs = np.empty((total, n))
+    iv_obs = np.empty((total, n))
     y_prev = np.array(
         [
             (
@@ -392,8 +484,18 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     )
     sd_y = np.array([d.noise_sd / np.sqrt(1 - d.persistence[o] ** 2) + 1e-12 for o in OUTCOMES])
     mu_team = y_prev.copy()
-    betas = np.array([d.persistence[o] for o in OUTCOMES])[:, None]
+    betas = np.array([d.persistence[o] for o in OUTCOMES])
+    d_rb, d_iv = d.covariate_effects["rollback_rate"], d.covariate_effects["interventions_per_deploy"]
     e_prev = np.zeros(n)
+
+    def observe(mean: np.ndarray, shock: np.ndarray, team_size: np.ndarray, floor: int) -> np.ndarray:
+        """Whole-number count of the week whose rate (count / developers) the equation gives."""
+        if d.outcome_model == "gaussian":
+            count = np.rint(np.maximum(mean + d.noise_sd * shock, 0.0) * team_size)
+        else:
+            count = rng.poisson(team_size * np.maximum(mean + d.noise_sd * shock, 1e-3))
+        return np.maximum(count, floor).astype(np.int64)
+
     for t in range(total):
         plateau_end = start + 6.0 / np.maximum(speed, 1e-6)
         decline = np.clip(1 - d.adoption_decline * np.maximum(0.0, t - plateau_end), 0.0, 1.0)
@@ -408,46 +510,47 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         e_prev = e_now
         rb[t] = np.clip(rb_level + d.mediation * s + rb_noise[t], 0.0, 1.0)
         iv[t] = iv_level * np.exp(iv_noise[t])
-        mean = (
-            a
-            + week_shock[t][:, None]
-            + betas * y_prev
-            + g * e_now
-            + d.covariate_effects["rollback_rate"] * rb[t]
-            + d.covariate_effects["interventions_per_deploy"] * iv[t]
-        )
-        if d.outcome_model == "gaussian":
-            y_now = mean + d.noise_sd * eps[t]
-        else:
-            rate = np.maximum(mean + d.noise_sd * eps[t], 1e-3)
-            y_now = rng.poisson(devs[t] * rate) / devs[t]
-        y[t] = y_now
-        y_prev = y_now
+        # deployments first: the week's deployments are the denominators of the observed rates, so the
+        # deploys_per_builder equation uses the latent rates; at least one deployment a week
+        mean_d = a[1] + week_shock[t, 1] + betas[1] * y_prev[1] + g[1] * e_now + d_rb * rb[t] + d_iv * iv[t]
+        dep = observe(mean_d, eps[t, 1], devs[t], floor=1)
+        rbk = rng.binomial(dep, rb[t])
+        ivn = rng.poisson(dep * iv[t])
+        rb_obs[t] = rbk / dep
+        iv_obs[t] = ivn / dep
+        # cr_velocity depends on the observed rates, exactly the columns a user computes from the counts
+        mean_c = a[0] + week_shock[t, 0] + betas[0] * y_prev[0] + g[0] * e_now + d_rb * rb_obs[t] + d_iv * iv_obs[t]
+        crs_t = observe(mean_c, eps[t, 0], devs[t], floor=0)
+        for key, value in (("crs", crs_t), ("deploys", dep), ("rollbacks", rbk), ("interventions", ivn)):
+            counts[key][t] = value
+        # the observed rates feed the next week (the conditional mean stays the linear equation)
+        y[t, 0] = crs_t / devs[t]
+        y[t, 1] = dep / devs[t]
+        y_prev = y[t]
 
     sl = slice(B, total)
     devs_o, share_o, rb_o, iv_o = devs[sl], share[sl], rb[sl], iv[sl]
     crv, dpb = y[sl, 0], y[sl, 1]
-    crs = np.rint(np.maximum(crv, 0) * devs_o)
-    deploys = np.rint(np.maximum(dpb, 0) * devs_o)
+    crs, deploys = counts["crs"][sl], counts["deploys"][sl]
+    rollbacks, interventions = counts["rollbacks"][sl], counts["interventions"][sl]
     oncall = np.maximum(1, np.rint(devs_o / 4.0))
-    # counts generated from the exact rates
-    rollbacks = rng.binomial(deploys.astype(np.int64), rb_o)
-    interventions = rng.poisson(deploys * iv_o)
     pages = rng.poisson(oncall * page_rate[None, :])
     ppo = pages / oncall
     sd_b0, sd_b1 = 0.3, 0.1
     b0 = sd_b0 * cts_re[:, 0]
     b1 = sd_b1 * cts_re[:, 1]
-    log_cts = (
+    # CTS-SW is drawn after every count, so its drivers are the observed rates
+    log_cts_latent = (
         np.log(4000.0 / 1.0)
         + b0[None, :]
         + (d.cts_drivers["cr_velocity"] + b1[None, :]) * crv
-        + d.cts_drivers["rollback_rate"] * rb_o
-        + d.cts_drivers["interventions_per_deploy"] * iv_o
+        + d.cts_drivers["rollback_rate"] * rb_obs[sl]
+        + d.cts_drivers["interventions_per_deploy"] * iv_obs[sl]
         + d.cts_drivers["pages_per_oncall"] * ppo
         + 0.1 * cts_noise[sl]
     )
-    dev_cost = np.where(deploys > 0, np.exp(log_cts) * deploys, cost_per_dev[None, :] * devs_o)
+    dev_cost = np.exp(log_cts_latent) * deploys
+    log_cts = np.log(dev_cost / deploys)  # what metrics.log_cts computes from the counts
 
     weeks = np.arange(T)
     frame = pd.DataFrame(
@@ -455,20 +558,22 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
             "team": np.tile(np.arange(n), T),
             "week": np.repeat(weeks, n),
             "developers": devs_o.ravel().astype(np.int64),
-            "crs_merged": crs.ravel().astype(np.int64),
-            "deployments": deploys.ravel().astype(np.int64),
-            "rollbacks": rollbacks.ravel().astype(np.int64),
-            "interventions": interventions.ravel().astype(np.int64),
+            "crs_merged": crs.ravel(),
+            "deployments": deploys.ravel(),
+            "rollbacks": rollbacks.ravel(),
+            "interventions": interventions.ravel(),
             "pages": pages.ravel().astype(np.int64),
             "oncall_builders": oncall.ravel().astype(np.int64),
             "ai_share": share_o.ravel(),
             "dev_cost": dev_cost.ravel(),
             "cr_velocity": crv.ravel(),
             "deploys_per_builder": dpb.ravel(),
-            "rollback_rate": rb_o.ravel(),
-            "interventions_per_deploy": iv_o.ravel(),
+            "rollback_rate": rb_obs[sl].ravel(),
+            "interventions_per_deploy": iv_obs[sl].ravel(),
             "pages_per_oncall": ppo.ravel(),
             "log_cts": log_cts.ravel(),
+            "rollback_rate_latent": rb_o.ravel(),
+            "interventions_per_deploy_latent": iv_o.ravel(),
         }
     )
     keep = np.ones(len(frame), dtype=bool)
@@ -507,6 +612,6 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         mediation=d.mediation,
         cts_drivers=dict(d.cts_drivers),
         cts_team_sd={"intercept": sd_b0, "cr_velocity": sd_b1, "correlation": 0.3, "residual": 0.1},
-        teams=teams,
+        _teams=teams,
     )
     return Simulation(data=frame, truth=truth, design=d)

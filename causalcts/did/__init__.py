@@ -1,0 +1,20 @@
+"""Rollout designs (layer 3: imports errors, data, results and inference only).
+
+:func:`~causalcts.did.event_study.event_study`: event studies of binary onsets (TWFE with binned end points,
+or Sun and Abraham's interaction-weighted estimator) and distributed leads and lags of a continuous share,
+with CRV1 or wild cluster bootstrap inference.
+"""
+
+from causalcts.did.att_gt import AggregatedATT, ATTgtResults, BootstrapBands, att_gt
+from causalcts.did.cohorts import onset_cohort
+from causalcts.did.event_study import event_study, event_time_name
+
+__all__ = [
+    "AggregatedATT",
+    "ATTgtResults",
+    "BootstrapBands",
+    "att_gt",
+    "event_study",
+    "event_time_name",
+    "onset_cohort",
+]
