@@ -4,6 +4,10 @@ Every function takes a DataFrame in the telemetry schema (or a :class:`~causalct
 and returns a new Series aligned to its rows; the input is never modified. A ratio whose
 denominator is zero is NaN, and a :class:`~causalcts.errors.DataWarning` says how many rows.
 
+:data:`DERIVED` maps each metric name (the column name formulas use: ``cr_velocity``,
+``rollback_rate``, ...) to its function, the raw columns it needs and a description;
+:func:`derive` adds the named metrics a frame lacks, :func:`add_metrics` adds them all.
+
 Examples
 --------
 >>> import pandas as pd

@@ -48,6 +48,24 @@ def test_bayes_plumbing_and_terms():
     assert lr["lower"] <= lr["estimate"] <= lr["upper"]
 
 
+def test_bayes_spec_seed_and_refit():
+    """fit(method="bayes") records the seed it drew (seed=None is fresh entropy), fills spec with the formula,
+    method and every option, and refitting from spec reproduces the draws bit for bit."""
+    sim = simulate(30, 8, seed=4)
+    kw = dict(method="bayes", chains=1, draws=20, tune=20, team_effect_draws=1)
+    a = quiet_fit(F, sim.data, seed=None, **kw)
+    seed = a.info["seed"]
+    assert isinstance(seed, int) and a.spec["seed"] == seed
+    assert a.spec["formula"] == F and a.spec["method"] == "bayes" and a.spec["chains"] == 1
+    assert {"entity", "time", "time_effects", "priors", "prior_scale", "sampler", "cores"} <= set(a.spec)
+    again = quiet_fit(**a.spec, data=sim.data)
+    np.testing.assert_array_equal(a.idata.posterior["beta"].values, again.idata.posterior["beta"].values)
+    g1 = quiet_fit(F, sim.data, seed=np.random.default_rng(9), **kw)
+    g2 = quiet_fit(F, sim.data, seed=np.random.default_rng(9), **kw)
+    np.testing.assert_array_equal(g1.idata.posterior["beta"].values, g2.idata.posterior["beta"].values)
+    assert g1.info["cores"] == 1  # one chain: one core
+
+
 def test_bayes_errors():
     sim = simulate(20, 6, seed=1)
     with pytest.raises(SpecificationError, match="lag of the outcome"):
@@ -56,7 +74,7 @@ def test_bayes_errors():
         causalcts.fit(F, sim.data, method="bayes", random_slopes=["pages"])
     with pytest.raises(SpecificationError, match="do not apply"):
         causalcts.fit(F, sim.data, method="bayes", collapse=True)
-    with pytest.raises(SpecificationError, match="only to method='bayes'"):
+    with pytest.raises(SpecificationError, match="'chains'.*do not apply to method='within'"):
         causalcts.fit(F, sim.data, method="within", chains=2)
 
 

@@ -163,3 +163,11 @@ def test_list_of_dicts_and_dict_of_lists():
 def test_other_inputs_are_clear_errors(bad):
     with pytest.raises(DataFileError, match="Panel needs|Cannot turn"):
         Panel(bad)
+
+
+def test_period_of_maps_times_like_the_panel():
+    weekly = Panel(two_teams(pd.date_range("2025-01-06", periods=3, freq="7D", tz="UTC")), columns=["x"])
+    np.testing.assert_array_equal(weekly.period_of(weekly.data["week"]), weekly.periods)
+    assert weekly.period_of(["2025-02-03"]).tolist() == [4]  # four weeks after 6 January
+    years = Panel(two_teams([-2, -1, 0]), columns=["x"])
+    assert years.period_of([5]).tolist() == [5]

@@ -23,7 +23,6 @@ last printed digit) for that reason, while the criterion itself is matched to it
   criterion is -2 times that, 442.6).
 """
 
-import importlib.util
 import os
 import warnings
 
@@ -426,7 +425,7 @@ def test_jax_backend_equals_reference(q, correlated):
     post = IntegratedPosterior(st, correlated, prior.beta_mu, prior.beta_sd, prior.sigma_sd, prior.re_sd, prior.lkj_eta)
     logp = make_jax_logp(post)
     with x64():
-        grad = jax.grad(logp)
+        logp, grad = jax.jit(logp), jax.jit(jax.grad(logp))  # one compilation instead of eager dispatch
         for _ in range(5):
             x = rng.normal(size=post.ndim) * 0.5
             lp_ref, g_ref = log_posterior(x, st, prior, correlated)
@@ -493,25 +492,36 @@ def test_profiled_deviance_is_the_reference_at_the_ml_fit():
 
 
 def test_fitting_leaves_jax_x64_and_the_package_directory_alone():
-    """Importing causalcts and fitting with the default sampler (and with numpyro, which computes in float64)
-    leave jax.config.jax_enable_x64 as they found it; numba compiles without an on-disk cache."""
+    """Importing causalcts and fitting with the default sampler leave jax.config.jax_enable_x64 as they found it;
+    numba compiles without an on-disk cache (nothing is written next to the installed sources)."""
     jax = pytest.importorskip("jax")
     from numba.core.caching import NullCache
 
     from causalcts.bayes import fastlogp
 
     before = bool(jax.config.jax_enable_x64)
-    kw = dict(chains=1, draws=20, tune=20, seed=1, team_effect_draws=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, **kw)
-        assert bool(jax.config.jax_enable_x64) is before
-        if importlib.util.find_spec("numpyro") is not None:
-            r = causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, sampler="numpyro", **kw)
-            assert r.info["sampler"].startswith("numpyro")
-            assert bool(jax.config.jax_enable_x64) is before
+        causalcts.mixed("Reaction ~ Days + (1 | Subject)", SLEEP, chains=1, draws=20, tune=20, seed=1)
+    assert bool(jax.config.jax_enable_x64) is before
     kernel, logp = fastlogp._jitted()
     assert isinstance(kernel._cache, NullCache) and isinstance(logp._cache, NullCache)
+
+
+@pytest.mark.slow
+def test_numpyro_sampler_computes_in_float64_without_touching_the_global_flag():
+    """sampler="numpyro" (about a minute of JAX compilation on 2 CPU cores) runs in float64 inside a context."""
+    jax = pytest.importorskip("jax")
+    pytest.importorskip("numpyro")
+    before = bool(jax.config.jax_enable_x64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = causalcts.mixed(
+            "Reaction ~ Days + (1 | Subject)", SLEEP, sampler="numpyro", chains=1, draws=20, tune=20, seed=1
+        )
+    assert r.info["sampler"].startswith("numpyro")
+    assert r.idata.posterior["beta"].dtype == np.float64
+    assert bool(jax.config.jax_enable_x64) is before
 
 
 def test_seed_none_is_fresh_and_recorded_and_reproduces():

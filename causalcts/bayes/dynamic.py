@@ -84,11 +84,7 @@ def fit_bayes_dynamic(
         raise SpecificationError(f"random_slopes {unknown} are not regressors of the formula; regressors are {names}.")
     if len(slopes) > 1:
         raise SpecificationError("At most one random slope (with the random intercept) is supported.")
-    panel = (
-        data
-        if isinstance(data, Panel)
-        else Panel(data, entity=entity, time=time_col, columns=list(fspec.numeric))
-    )
+    panel = data if isinstance(data, Panel) else Panel(data, entity=entity, time=time_col, columns=list(fspec.numeric))
     arrays = build_design(fspec, panel)
     terms, names = arrays.terms, arrays.names  # categorical terms now expanded to their columns
     ok = np.isfinite(arrays.y) & np.all(np.isfinite(arrays.X), axis=1)
@@ -218,6 +214,7 @@ METHODS_DECLARED = (
             "progressbar",
             "team_effect_draws",
             "sampler",
+            "cores",
         ),
         description="Bayesian dynamic panel, random team effects integrated out (Wooldridge initial conditions)",
         assumes="sequential exogeneity; team effect linear in y_i0 and the regressors' team means; normal errors",

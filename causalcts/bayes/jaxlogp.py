@@ -114,6 +114,8 @@ def sample_numpyro(post: IntegratedPosterior, *, coords, dims, chains, draws, tu
             progress_bar=False,
         )
         init = jnp.stack([jnp.asarray(post.initial_point(int(seed) + c)) for c in range(chains)])
+        if chains == 1:
+            init = init[0]  # numpyro takes one chain's initial point without the chain axis
         mcmc.run(jax.random.PRNGKey(int(seed)), init_params=init, extra_fields=("diverging",))
         x = np.asarray(mcmc.get_samples(group_by_chain=True))  # (chains, draws, ndim)
         div = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])

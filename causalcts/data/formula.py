@@ -116,7 +116,9 @@ def closing_parenthesis(text: str, start: int) -> int:
 
 def split_top_level(text: str, sep: str) -> list[str]:
     """Split ``text`` at ``sep`` characters outside parentheses, brackets and quotes."""
-    parts, cur, depth, quote = [], [], 0, None
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, None
     for ch in text:
         if quote:
             quote = None if ch == quote else quote
@@ -441,7 +443,9 @@ class Evaluated:
 
 def _operator_columns(spec: FormulaSpec, frame: pd.DataFrame, panel: Panel | None) -> dict[str, np.ndarray]:
     """Add each L/F/D placeholder to ``frame``; return the values of derived bases."""
-    if spec.ops and panel is None:
+    if not spec.ops:
+        return {}
+    if panel is None:
         raise SpecificationError(
             f"{spec.ops[0].call!r}: L(), F() and D() need a panel with entity and time columns "
             "(causalcts.fit); this model has none."

@@ -501,13 +501,16 @@ def _pinv(M: np.ndarray) -> np.ndarray:
     return linalg.pinvh(Ms, atol=0.0, rtol=Ms.shape[0] * np.finfo(float).eps) / d[:, None] / d[None, :]
 
 
-def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+def _independent(
+    M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None = None, *, block: int = 128
+) -> np.ndarray:
     """Greedy choice of linearly independent columns of the Gram matrix ``M``, in ``order`` (default: left to right).
 
-    One pass of a Cholesky factorisation that skips dependent columns: after the columns kept so far are
-    projected out (a rank-one update of the Schur complement per kept column, O(K^3) in all), column j is
-    kept when what is left of it exceeds 1e-10 of its own squared norm. This is the criterion of a
-    Gram-Schmidt pass, in the same order as xtabond2's choice of instruments; it replaced a loop that
+    Column j is kept when what is left of it after projecting out the columns kept before it exceeds 1e-10 of
+    its own squared norm (a Schur-complement pivot on the unit-diagonal matrix): the criterion of a Gram-Schmidt
+    pass, in xtabond2's left-to-right order. One blocked Cholesky pass does it: each block of columns is
+    projected on the kept ones with one triangular solve (BLAS-3), then chosen within the block by rank-one
+    updates, and the kept columns extend the Cholesky factor, O(K^3) in all. It replaced a loop that
     recomputed the eigenvalues of the growing chosen set for every column (O(K^4)).
     """
     keep = np.zeros(M.shape[0], bool)
@@ -516,12 +519,31 @@ def _independent(M: np.ndarray, candidates: np.ndarray, order: np.ndarray | None
     d = np.sqrt(np.abs(np.diag(M)[seq]))
     seq, d = seq[d > 0], d[d > 0]
     S = M[np.ix_(seq, seq)] / d[:, None] / d[None, :]  # unit diagonal: the cut-off is relative to each column
-    for i in range(len(seq)):
-        pivot = S[i, i]
-        if pivot > 1e-10:
-            keep[seq[i]] = True
-            c = S[i + 1 :, i] / np.sqrt(pivot)
-            S[i + 1 :, i + 1 :] -= np.outer(c, c)
+    n = len(seq)
+    factor = np.zeros((n, n))  # Cholesky factor of the kept columns, grown block by block
+    chosen: list[int] = []
+    for b0 in range(0, n, block):
+        B = np.arange(b0, min(b0 + block, n))
+        k = len(chosen)
+        if k:
+            C = linalg.solve_triangular(factor[:k, :k], S[np.ix_(chosen, B)], lower=True, check_finite=False)
+            R = S[np.ix_(B, B)] - C.T @ C
+        else:
+            C, R = np.zeros((0, len(B))), S[np.ix_(B, B)].copy()
+        work = R.copy()
+        local = []
+        for i in range(len(B)):
+            pivot = work[i, i]
+            if pivot > 1e-10:
+                local.append(i)
+                c = work[i + 1 :, i] / np.sqrt(pivot)
+                work[i + 1 :, i + 1 :] -= np.outer(c, c)
+        if local:
+            m = len(local)
+            factor[k : k + m, :k] = C[:, local].T
+            factor[k : k + m, k : k + m] = np.linalg.cholesky(R[np.ix_(local, local)])
+            chosen.extend(int(B[i]) for i in local)
+    keep[seq[chosen]] = True
     return keep
 
 
