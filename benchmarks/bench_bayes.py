@@ -6,8 +6,12 @@ time on 2 cores, compilation included; at least 20 times the ESS per second of t
 model (non-centred and centred, sampled with nutpie) measured in the same run. The Bayesian dynamic
 panel of the same size to the same standard.
 
-Each model runs in a fresh subprocess (so compilation is counted). A naive model that exceeds
---naive-timeout is recorded as a failure with its limit, not dropped.
+Each model runs in a fresh subprocess (so compilation is counted: numba compiles the integrated
+log-density in every process, about 2-4 s, since nothing is cached on disk). A naive model that exceeds
+--naive-timeout is recorded as a failure with its limit, not dropped. Every sampler runs 4 chains on
+--cores cores (default 2, the target machine). The naive models use the same priors as
+``causalcts.mixed``'s defaults: outcome and regressors standardised, N(0, 2.5^2) coefficients,
+HalfNormal(1) residual SD, HalfNormal(2.5) random-effect SDs and LKJ(1), on centred effects.
 
     python benchmarks/bench_bayes.py                 # writes benchmarks/results/bayes.json
     python benchmarks/bench_bayes.py --skip-naive    # only the integrated models
@@ -35,7 +39,7 @@ import pandas as pd, causalcts
 d = pd.read_parquet(sys.argv[1])
 t1 = time.perf_counter()
 warnings.simplefilter("ignore")
-r = causalcts.mixed(sys.argv[2], d, method="nuts", seed=1)
+r = causalcts.mixed(sys.argv[2], d, method="nuts", seed=1, cores=int(sys.argv[3]))
 t2 = time.perf_counter()
 diag = r.diagnostics
 print(json.dumps({"fit_seconds": t2 - t1, "process_seconds": t2 - t0, "min_ess_bulk": float(diag["ess_bulk"].min()),
@@ -51,7 +55,7 @@ d = pd.read_parquet(sys.argv[1])
 t1 = time.perf_counter()
 warnings.simplefilter("ignore")
 r = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate + interventions_per_deploy", d,
-                  method="bayes", seed=1)
+                  method="bayes", seed=1, cores=int(sys.argv[2]))
 t2 = time.perf_counter()
 diag = r.diagnostics
 print(json.dumps({"fit_seconds": t2 - t1, "process_seconds": t2 - t0, "min_ess_bulk": float(diag["ess_bulk"].min()),
@@ -67,12 +71,16 @@ d = pd.read_parquet(sys.argv[1]).sort_values(["team", "week"])
 centred = sys.argv[2] == "centred"
 warnings.simplefilter("ignore")
 g, teams = pd.factorize(d["team"])
-X = np.column_stack([np.ones(len(d)), d[["cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"]]])
-y = d["log_cts"].to_numpy(); x1 = d["cr_velocity"].to_numpy(); sy = y.std()
+std = lambda a: (a - a.mean(axis=0)) / a.std(axis=0)  # the standardisation causalcts.mixed applies internally
+cols = ["cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"]
+X = np.column_stack([np.ones(len(d)), std(d[cols].to_numpy())])
+y = std(d["log_cts"].to_numpy()); x1 = X[:, 1]
 with pm.Model(coords={"team": teams, "re": ["Intercept", "cr_velocity"], "term": ["Intercept", "cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"]}) as m:
-    beta = pm.Normal("beta", mu=[y.mean(), 0, 0, 0, 0], sigma=[10 * sy] + [2.5 * sy / X[:, j].std() for j in range(1, 5)], dims="term")
-    sigma = pm.HalfNormal("sigma", sy)
-    chol, corr, sds = pm.LKJCholeskyCov("re_chol", n=2, eta=2.0, sd_dist=pm.HalfNormal.dist(sigma=[sy, sy / x1.std()], shape=2), compute_corr=True)
+    beta = pm.Normal("beta", mu=0.0, sigma=2.5, dims="term")
+    sigma = pm.HalfNormal("sigma", 1.0)
+    chol, corr, sds = pm.LKJCholeskyCov(
+        "re_chol", n=2, eta=1.0, sd_dist=pm.HalfNormal.dist(sigma=2.5, shape=2), compute_corr=True
+    )
     pm.Deterministic("re_corr", corr[0, 1])
     pm.Deterministic("re_sd", sds, dims="re")
     if centred:
@@ -84,7 +92,8 @@ with pm.Model(coords={"team": teams, "re": ["Intercept", "cr_velocity"], "term":
     pm.Normal("y", mu, sigma, observed=y)
 t1 = time.perf_counter()
 compiled = nutpie.compile_pymc_model(m, default_initialization_strategy="prior")
-idata = nutpie.sample(compiled, draws=int(sys.argv[4]), tune=int(sys.argv[3]), chains=4, cores=2, seed=1, progress_bar=False)
+idata = nutpie.sample(compiled, draws=int(sys.argv[4]), tune=int(sys.argv[3]), chains=4, cores=int(sys.argv[5]),
+                      seed=1, progress_bar=False)
 t2 = time.perf_counter()
 s = az.summary(idata, var_names=["beta", "sigma", "re_sd", "re_corr"], kind="diagnostics")
 print(json.dumps({"fit_seconds": t2 - t1, "process_seconds": t2 - t0, "min_ess_bulk": float(s["ess_bulk"].min()),
@@ -113,25 +122,34 @@ def main() -> None:
     ap.add_argument("--naive-timeout", type=float, default=1800)
     ap.add_argument("--naive-tune", type=int, default=1000)
     ap.add_argument("--naive-draws", type=int, default=1000, help="fewer draws still estimate the ESS per second")
+    ap.add_argument("--cores", type=int, default=2, help="parallel chains for every sampler")
     args = ap.parse_args()
     import causalcts
 
     OUT.mkdir(exist_ok=True)
     path = Path(tempfile.mkdtemp()) / "panel.parquet"
     causalcts.simulate(args.teams, args.weeks, seed=3).data.to_parquet(path)
-    report = {"teams": args.teams, "weeks": args.weeks, "formula": FORMULA}
+    report = {"teams": args.teams, "weeks": args.weeks, "formula": FORMULA, "cores": args.cores}
     print(f"integrated mixed model, {args.teams} x {args.weeks} ...", flush=True)
-    ours = run(INTEGRATED, str(path), FORMULA, timeout=3600)
+    ours = run(INTEGRATED, str(path), FORMULA, str(args.cores), timeout=3600)
     report["integrated"] = ours
     print(f"  {json.dumps({k: v for k, v in ours.items() if k != 'params'})}", flush=True)
     print("integrated dynamic panel ...", flush=True)
-    dyn = run(DYNAMIC, str(path), timeout=3600)
+    dyn = run(DYNAMIC, str(path), str(args.cores), timeout=3600)
     report["dynamic"] = dyn
     print(f"  {json.dumps({k: v for k, v in dyn.items() if k != 'params'})}", flush=True)
     if not args.skip_naive:
         for kind in ("noncentred", "centred"):
             print(f"naive PyMC model, {kind}, nutpie ...", flush=True)
-            res = run(NAIVE, str(path), kind, str(args.naive_tune), str(args.naive_draws), timeout=args.naive_timeout)
+            res = run(
+                NAIVE,
+                str(path),
+                kind,
+                str(args.naive_tune),
+                str(args.naive_draws),
+                str(args.cores),
+                timeout=args.naive_timeout,
+            )
             res["tune"], res["draws"] = args.naive_tune, args.naive_draws
             report[f"naive_{kind}"] = res
             print(f"  {json.dumps(res)}", flush=True)

@@ -72,9 +72,11 @@ def run_demo(
     results, rows = {}, []
     for label, kw in methods.items():
         echo(f"  estimating with {label}...")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:  # shown, not hidden
+            warnings.simplefilter("always")
             r = fit(FORMULA, sim.data, **kw)
+        for w in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            echo(f"    warning: {w}")
         results[label] = r
         ci = r.conf_int(0.95)
         lr = r.long_run("ai_share")

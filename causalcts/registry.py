@@ -45,8 +45,8 @@ test), call :func:`register`::
 Examples
 --------
 >>> from causalcts import registry
->>> registry.names()[:3]
-('pooled', 'within', 'jackknife')
+>>> registry.names()[0], "bayes" in registry.names()
+('pooled', True)
 >>> registry.get("within").family, registry.get("within").options
 ('least-squares', ('cov',))
 """

@@ -19,6 +19,7 @@ LAYER = {
     "bayes": 3,
     "did": 3,
     "api": 4,
+    "registry": 4,
     "evaluation": 5,
     "diagnostics": 5,
     "plots": 6,

@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from causalcts.errors import (
-    CausalCTSError,
     DataWarning,
     DuplicateKeyError,
     EmptyPanelError,
@@ -394,12 +394,12 @@ def did_multiplegt_dyn(
         for ell in range(1, count + 1):
             e = _estimate(w, des, ell, kind == "Placebo", dof_clusters)
             if e is None:
-                reach = [k for k in range(1, ell) if _estimate(w, des, k, kind == "Placebo", dof_clusters)]
+                option = "effects" if kind == "Effect" else "placebo"
                 raise TooFewPeriodsError(
-                    f"{kind.lower()}={count} is larger than the data allow: no switcher has a valid "
+                    f"{option}={count} is larger than the data allow: no switcher has a valid "
                     f"{kind}_{ell} (a not-yet-switched group with the same baseline {treatment!r} and observed "
                     f"{outcome!r} {ell} periods {'before' if kind == 'Placebo' else 'after'} its last period before "
-                    f"the switch); the largest feasible is {len(reach)}."
+                    f"the switch); the largest feasible is {ell - 1}."
                 )
             names.append(f"{kind}_{ell}")
             ests.append(e)
@@ -407,10 +407,10 @@ def did_multiplegt_dyn(
     eff = [e for n, e in zip(names, ests) if n.startswith("Effect")]
     doses = [_dose(w, des, e, ell) for ell, e in enumerate(eff, start=1)]
     den = sum(dz[0] for dz in doses)
-    ate_U = sum(e.U for e in eff) / den
-    ate_Udm = sum(e.U_dm for e in eff) / den
+    ate_U = np.sum([e.U for e in eff], axis=0) / den
+    ate_Udm = np.sum([e.U_dm for e in eff], axis=0) / den
     names.append("Avg_Total_Effect")
-    params = np.array([e.estimate for e in ests] + [float(ate_U.sum())])
+    params = np.asarray([e.estimate for e in ests] + [float(ate_U.sum())], dtype=float)
     # influence: (G x K) demeaned contributions scaled by 1 / N_l, summed within clusters
     infl = np.column_stack([e.U_dm / e.n_switchers for e in ests] + [ate_Udm])
     n_clusters = int(w.cluster.max()) + 1
@@ -418,13 +418,17 @@ def did_multiplegt_dyn(
     np.add.at(csum, w.cluster, infl)
     V = csum.T @ csum
     se = np.sqrt(np.diag(V))
-    tests = {}
+    tests: dict[str, dict[str, float]] = {}
     pl_idx = [i for i, n in enumerate(names) if n.startswith("Placebo")]
     if pl_idx:
         b = params[pl_idx]
         Vp = V[np.ix_(pl_idx, pl_idx)]
         stat = float(b @ np.linalg.pinv(Vp) @ b)
-        tests["placebo_joint"] = {"statistic": stat, "df": len(pl_idx), "pvalue": float(stats.chi2.sf(stat, len(pl_idx)))}
+        tests["placebo_joint"] = {
+            "statistic": stat,
+            "df": len(pl_idx),
+            "pvalue": float(stats.chi2.sf(stat, len(pl_idx))),
+        }
     normalized = {}
     for ell, (e, dz) in enumerate(zip(eff, doses), start=1):
         avg_dose = dz[1] / e.n_switchers
@@ -462,7 +466,7 @@ def did_multiplegt_dyn(
         method="de Chaisemartin-D'Haultfoeuille DID_l (did_multiplegt_dyn)",
         formula=f"{outcome} ~ DID_l({treatment}) | {entity} + {time}",
         cov_type=f"influence function, cohort-demeaned, clustered by {cluster or entity}",
-        tests=tests,
-        info=info,
-        spec=spec,
+        tests=MappingProxyType(tests),
+        info=MappingProxyType(info),
+        spec=MappingProxyType(spec),
     )

@@ -41,6 +41,7 @@ from causalcts.data.formula import Term
 from causalcts.data.panel import Panel
 from causalcts.errors import (
     CausalCTSError,
+    CollinearityError,
     ConvergenceWarning,
     EmptyPanelError,
     SpecificationError,
@@ -301,6 +302,7 @@ class _Wide:
     y_cols: dict[int, int]  # wave -> column of the outcome
     x_cols: dict[tuple[str, int], int]  # (variable, wave) -> column
     w_cols: dict[str, int]
+    absorbed: list[tuple[int, int, float]]  # (coefficient, equation, value) of regressors constant at a wave
 
 
 def _build(formula, panel: Panel, predetermined, error_inv: bool) -> tuple[_Wide, object]:
@@ -356,17 +358,31 @@ def _build(formula, panel: Panel, predetermined, error_inv: bool) -> tuple[_Wide
         waves = sorted({int(t - term.lag) for t in eq_waves for term in xterms if term.variable == v})
         cols += [(v, s) for s in waves]
     cols += [(v, None) for v in invariant]
+    wides = {v: wide(values[v]) for v in [dep, *tv_vars]}
+    raw = {c: wides[c[0]][:, c[1]] if c[1] is not None else np.nanmean(wide(values[c[0]]), axis=1) for c in cols}
+    raw |= {(dep, int(t)): wides[dep][:, t] for t in eq_waves}
+    # a regressor that takes one value for every entity at a wave is absorbed by that wave's intercept
+    constant = {}
+    for c in cols:
+        vals = raw[c][np.isfinite(raw[c])]
+        if vals.size == 0 or np.ptp(vals) <= 1e-12 * max(1.0, float(np.abs(vals).max())):
+            constant[c] = float(vals[0]) if vals.size else float("nan")
+    for v in dict.fromkeys(c[0] for c in cols):
+        if all(c in constant for c in cols if c[0] == v):
+            raise CollinearityError(
+                f"{v!r} takes one value for every {panel.entity} at each wave it enters, so the wave intercepts "
+                "absorb it; drop it from the formula."
+            )
+    for t in eq_waves:
+        vals = raw[(dep, int(t))][np.isfinite(raw[(dep, int(t))])]
+        if vals.size == 0 or np.ptp(vals) == 0:
+            raise CollinearityError(f"The outcome {dep!r} has no variance across {panel.entity}s at wave {t + start}.")
+    cols = [c for c in cols if c not in constant]
     q = len(cols)
     cols += [(dep, int(t)) for t in eq_waves]
     index = {c: i for i, c in enumerate(cols)}
     m = len(eq_waves)
-    wides = {v: wide(values[v]) for v in [dep, *tv_vars]}
-    Z = np.column_stack(
-        [
-            wides[v][:, s] if s is not None else np.nanmean(wide(values[v]), axis=1)
-            for v, s in cols
-        ]
-    )
+    Z = np.column_stack([raw[c] for c in cols])
     keep = np.isfinite(Z).any(axis=1)
     Z = Z[keep]
     entities = panel.entities[keep]
@@ -380,22 +396,21 @@ def _build(formula, panel: Panel, predetermined, error_inv: bool) -> tuple[_Wide
         sd = float(np.nanstd(Z[:, idx] - center[idx]))
         scale[idx] = sd if sd > 0 else 1.0
     Zs = (Z - center) / scale
-    # coefficient positions
+    # coefficient positions: (coefficient, equation, column) in B (outcomes) or Gamma (exogenous)
     coef_names = [lag_term.name for lag_term in terms]
     b_pos: list[list[int]] = [[], [], []]
     g_pos: list[list[int]] = [[], [], []]
+    absorbed: list[tuple[int, int, float]] = []
     for j, term in enumerate(terms):
         for r, t in enumerate(eq_waves):
-            if term.variable == dep:
-                s = int(t - term.lag)
-                if s >= first:
-                    b_pos[0].append(j), b_pos[1].append(r), b_pos[2].append(s - first)
-                else:
-                    g_pos[0].append(j), g_pos[1].append(r), g_pos[2].append(index[(dep, s)])
-            elif term.variable in invariant:
-                g_pos[0].append(j), g_pos[1].append(r), g_pos[2].append(index[(term.variable, None)])
+            if term.variable == dep and int(t - term.lag) >= first:
+                b_pos[0].append(j), b_pos[1].append(r), b_pos[2].append(int(t - term.lag) - first)
+                continue
+            key = (term.variable, None if term.variable in invariant else int(t - term.lag))
+            if key in constant:
+                absorbed.append((j, r, constant[key]))
             else:
-                g_pos[0].append(j), g_pos[1].append(r), g_pos[2].append(index[(term.variable, int(t - term.lag))])
+                g_pos[0].append(j), g_pos[1].append(r), g_pos[2].append(index[key])
     tril = np.tril_indices(q)
     ua = np.array([i for i in range(q) if cols[i][1] is not None], dtype=int)
     ue_u, ue_e = [], []
@@ -431,6 +446,7 @@ def _build(formula, panel: Panel, predetermined, error_inv: bool) -> tuple[_Wide
         y_cols={int(t): index[(dep, int(t))] for t in eq_waves},
         x_cols={c: i for i, c in enumerate(cols) if c[1] is not None},
         w_cols={v: index[(v, None)] for v in invariant},
+        absorbed=absorbed,
     )
     return out, design
 
@@ -606,6 +622,8 @@ def _original_map(wide: _Wide, theta: np.ndarray):
                 sel = (pos[0] == j) & (pos[1] == r)
                 for c in pos[2][sel]:
                     J[row, s["coef"].start + j] -= unit[j] * wide.center[base + c]
+    for j, r, value in wide.absorbed:
+        J[L.n_coef + r, s["coef"].start + j] -= unit[j] * value
     return J, off
 
 
@@ -741,6 +759,8 @@ def fit_ml(
                 sel = (pos[0] == j) & (pos[1] == r)
                 for c in pos[2][sel]:
                     fitted[:, r] += est[j] * Zo[:, base + c]
+    for j, r, value in wide.absorbed:
+        fitted[:, r] += est[j] * value
     yw = Zo[:, layout.q :]
     ok = np.isfinite(fitted) & np.isfinite(yw)
     ent_idx, wave_idx = np.nonzero(ok)
