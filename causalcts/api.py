@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from causalcts import registry
+from causalcts.data.formula import formula_spec
 from causalcts.data.panel import Panel
 from causalcts.errors import DataFileError, MissingColumnError
 from causalcts.estimators.api import fit as _fit_frequentist
@@ -30,14 +31,14 @@ def _read(data) -> pd.DataFrame | Panel:
     return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
 
 
-def _drop_missing(data, entity: str, time: str, columns: list[str]):
+def _drop_missing(data, entity: str, time: str, columns: list[str], categorical=()):
     """A Panel of the used columns without the rows where one is missing (a DataWarning counts them)."""
     data = _read(data)
     if isinstance(data, Panel):  # a Panel holds no missing values
         return data
     if not isinstance(data, pd.DataFrame):
         return data  # the method raises its own error for other types
-    wanted = list(dict.fromkeys([entity, time, *columns]))
+    wanted = list(dict.fromkeys([entity, time, *columns, *categorical]))
     missing = [c for c in wanted if c not in data.columns]
     if missing:
         raise MissingColumnError(
@@ -71,7 +72,7 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
     m = registry.get(method)
     given = registry.check_options(method, options)
     if dropna:
-        data = _drop_missing(data, entity, time, m.columns(formula, given))
+        data = _drop_missing(data, entity, time, m.columns(formula, given), formula_spec(formula).categorical)
     res = m.fit(formula, data, entity=entity, time=time, time_effects=time_effects, **given)
     spec = getattr(res, "spec", None)
     if spec and dataclasses.is_dataclass(res) and "spec" in {f.name for f in dataclasses.fields(res)}:

@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     rep = bsub.add_parser("report", help="summary table (with Monte Carlo SEs), markdown and figures of a run")
     rep.add_argument("dir", help="output folder of `causalcts bench recovery`")
 
+    an = sub.add_parser(
+        "analyze",
+        help="analyse a rollout from a spec file: estimates, diagnostics, savings, an HTML and Markdown report",
+    )
+    an.add_argument("specs", nargs="+", metavar="SPEC", help="TOML spec file(s) of the rollout(s)")
+    an.add_argument("--out", "-o", required=True, help="report folder (written atomically; must be new or empty)")
+    an.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    an.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     f = sub.add_parser("fit", help="estimate a dynamic panel model on a CSV or Parquet file")
     f.add_argument("data", help="CSV or Parquet file, one row per team and week")
     f.add_argument("formula", help="e.g. 'cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate'")
@@ -178,6 +187,13 @@ def _fit(args) -> None:
         print(f"Results saved to {args.json}.")
 
 
+def _analyze(args) -> None:
+    from causalcts.workflows.analyze import analyze
+
+    res = analyze(args.specs, args.out, overwrite=args.overwrite, progress=not args.no_progress, echo=print)
+    print(f"Wrote {res.out_dir}/report.html, report.md, results.json and figures/ ({len(res.files)} files).")
+
+
 def _bench(args, parser) -> None:
     from causalcts.evaluation.montecarlo import load_grid, run_grid
     from causalcts.plots.report import write_report
@@ -229,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             _fit(args)
         elif args.command == "bench":
             _bench(args, parser)
+        elif args.command == "analyze":
+            _analyze(args)
     except CausalCTSError as err:
         print(f"causalcts: error: {err}", file=sys.stderr)
         return 2

@@ -169,8 +169,12 @@ def _compute(frame: pd.DataFrame, names: list[str], unit: str) -> dict[str, pd.S
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         for name in names:
-            fn = DERIVED[name][0]
-            out[name] = fn(frame, unit=unit) if name in ("cts_sw", "log_cts") else fn(frame)
+            if name == "cts_sw":
+                out[name] = cts_sw(frame, unit=unit)
+            elif name == "log_cts":
+                out[name] = log_cts(frame, unit=unit)
+            else:
+                out[name] = DERIVED[name][0](frame)
     seen = set()
     for w in caught:
         msg = str(w.message)

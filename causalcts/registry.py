@@ -61,7 +61,7 @@ from typing import Any
 import causalcts.bayes.dynamic as _bayes
 import causalcts.estimators.api as _estimators
 import causalcts.estimators.mlsem as _mlsem
-from causalcts.data.formula import parse_formula
+from causalcts.data.formula import formula_spec
 from causalcts.errors import SpecificationError, check_option
 
 __all__ = ["COMMON_KEYWORDS", "FAMILIES", "REGISTRY", "Method", "check_options", "get", "names", "register"]
@@ -71,8 +71,7 @@ COMMON_KEYWORDS = ("entity", "time", "time_effects", "dropna")
 
 
 def _formula_columns(formula: str, options: Mapping[str, Any]) -> list[str]:
-    dep, terms = parse_formula(formula)
-    return list(dict.fromkeys([dep, *(t.variable for t in terms)]))
+    return list(formula_spec(formula).numeric)  # data columns read as numbers (not np.log(x) or C(f) columns)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ LAYER = {
     "plots": 6,
     "demo": 6,
     "cli": 6,
+    "workflows": 6,
 }
 
 

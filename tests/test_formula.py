@@ -188,6 +188,16 @@ def test_fit_with_a_string_categorical_column():
     assert list(res.params.index) == ["L1.y", "C(size)[T.mid]", "C(size)[T.small]"]
 
 
+def test_dropna_with_expressions_and_categories_drops_the_same_rows_as_by_hand():
+    bad = DF.copy()
+    bad.loc[[4, 9], "x"] = np.nan
+    f = "y ~ L(y, 1) + np.log(x) + C(size)"
+    with pytest.warns(causalcts.DataWarning, match="Dropped 2 of"):
+        a = causalcts.fit(f, bad, method="within", dropna=True)
+    b = causalcts.fit(f, DF.drop(index=[4, 9]), method="within")
+    pd.testing.assert_series_equal(a.params, b.params)  # same rows, same arithmetic
+
+
 # -------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "formula,exc,match",

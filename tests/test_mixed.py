@@ -36,6 +36,7 @@ from causalcts import datasets
 from causalcts.bayes.fastlogp import IntegratedPosterior
 from causalcts.bayes.integrated import (
     NormalPrior,
+    conditional_modes,
     group_stats,
     integrated_loglik,
     log_posterior,
@@ -318,6 +319,11 @@ def test_internal_standardisation_is_an_exact_reparametrisation():
         ll_i = integrated_loglik(st_i, beta_i, s_i**2, Sig_i)
         ll = integrated_loglik(st, scale.beta(beta_i), (scale.y_scale * s_i) ** 2, scale.re_cov(Sig_i))
         assert ll == pytest.approx(float(scale.loglik(ll_i, st.n)), rel=1e-12, abs=1e-9)
+        # team effects: the conditional means (BLUPs) map the same way, b = s_y A_z b*
+        Lam_i, Lam = Sig_i / s_i**2, scale.re_cov(Sig_i) / (scale.y_scale * s_i) ** 2
+        b_i = conditional_modes(st_i, beta_i, Lam_i, np.linalg.inv(st_i.S_inv + Lam_i))
+        b = conditional_modes(st, scale.beta(beta_i), Lam, np.linalg.inv(st.S_inv + Lam))
+        np.testing.assert_allclose(scale.effects(b_i), b, rtol=1e-9, atol=1e-12)
     # uncorrelated effects are never centred (centring would correlate them): the map keeps Sigma diagonal
     spec_u, *_ = prepare_mixed("distance ~ age + (age || Subject)", ORTHO)
     unc = InternalScale.standardise(y, X, Z, spec_u.fixed, spec_u.random, centre_random=spec_u.correlated)

@@ -51,9 +51,7 @@ def test_fit_dispatches_through_the_registry(small):
         with pytest.raises(SpecificationError, match=r"\['cov'\] do not apply to method='echo-test'"):
             causalcts.fit(F, small.data, method="echo-test", cov="robust")
         with pytest.raises(SpecificationError, match="registered twice"):
-            registry.register(
-                name="echo-test", family="gmm", fit=fit_echo, options=(), description="x", assumes="y"
-            )
+            registry.register(name="echo-test", family="gmm", fit=fit_echo, options=(), description="x", assumes="y")
     finally:
         registry._REGISTRY.pop("echo-test")
 

@@ -330,7 +330,11 @@ def pool(
     >>> import pandas as pd
     >>> import causalcts.bayes.pooling as pooling
     >>> frame = pd.DataFrame({"rollout": ["A", "B", "C"], "att": [1.0, 3.0, 2.0], "se": [1.0, 1.0, 2.0]})
-    >>> res = pooling.pool(frame, estimate="att", std_error="se", label="rollout", draws=200, tune=200, seed=1)
+    >>> import warnings
+    >>> from causalcts.errors import ConvergenceWarning
+    >>> with warnings.catch_warnings():  # a short run, for speed; it warns of its low ESS
+    ...     warnings.simplefilter("ignore", ConvergenceWarning)
+    ...     res = pooling.pool(frame, estimate="att", std_error="se", label="rollout", draws=200, tune=200, seed=1)
     >>> list(res.params.index), list(res.group_effects.columns)
     (['mu', 'tau'], ['mean', 'sd', 'lower', 'upper'])
     >>> bool(res.group_effects["mean"].between(0.5, 3.5).all())

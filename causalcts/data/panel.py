@@ -49,14 +49,15 @@ def _read(source: object) -> pd.DataFrame:
         if not path.exists():
             raise DataFileError(f"No such file: {path}")
         return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    if callable(getattr(source, "to_pandas", None)):  # polars, pyarrow tables
-        frame = source.to_pandas()
+    to_pandas = getattr(source, "to_pandas", None)
+    if callable(to_pandas):  # polars, pyarrow tables
+        frame = to_pandas()
         if isinstance(frame, pd.DataFrame):
             return frame
-    rows_of_dicts = isinstance(source, (list, tuple)) and all(isinstance(r, Mapping) for r in source)
-    if isinstance(source, Mapping) or rows_of_dicts:
+    rows = list(source) if isinstance(source, (list, tuple)) else None
+    if isinstance(source, Mapping) or (rows is not None and all(isinstance(r, Mapping) for r in rows)):
         try:
-            return pd.DataFrame(source if isinstance(source, Mapping) else list(source))
+            return pd.DataFrame(source if isinstance(source, Mapping) else rows)
         except (ValueError, TypeError) as err:
             raise DataFileError(f"Cannot turn the {type(source).__name__} into a table: {err}") from None
     raise DataFileError(

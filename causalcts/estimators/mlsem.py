@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import linalg, optimize, stats
 
 from causalcts.data.design import build_design
 from causalcts.data.formula import Term
@@ -63,7 +63,9 @@ def _one_thread():
     except ImportError:  # pragma: no cover - threadpoolctl comes with scipy's usual installs
         return contextlib.nullcontext()
     return threadpool_limits(1)
-_BIG = 1e10  # objective where Sigma is not positive definite: the line search steps back
+
+
+_BIG = 1e10  # objective where Sigma is not positive definite before any good point was seen
 
 
 # ---------------------------------------------------------------------------------------------- the model layout
@@ -179,6 +181,69 @@ class _Layout:
             coef[:, j] += dG[:, self.g_pos[1][sel], self.g_pos[2][sel]].sum(axis=1)
         out[:, s["coef"]] = coef
         return out
+
+
+def _fisher(layout: _Layout, theta: np.ndarray) -> np.ndarray:
+    """Expected Hessian of F for complete data, ``2 x`` the per-entity Fisher information (a preconditioner).
+
+    The Phi block is closed form in ``K = C' Sigma^-1 C``: entries (i, j) and (a, b) of Phi give
+    ``d_ij d_ab (K_ia K_jb + K_ib K_ja)`` with d = 1/2 on the diagonal.
+    """
+    L, s = layout, layout.slices
+    q, m = L.q, L.m
+    Sigma, mu, (A, K_, C, Phi, G, h, mu_u) = L.moments(theta)
+    Si = np.linalg.inv(Sigma)
+    K = C.T @ Si @ C
+    e = q + 1 + np.arange(m)
+    EI = np.concatenate([L.tril[0], L.ua, [q], L.ue[0], e])
+    EJ = np.concatenate([L.tril[1], np.full(len(L.ua), q), [q], q + 1 + L.ue[1], e])
+    EP = np.concatenate(
+        [
+            np.arange(s["phi"].start, s["phi"].stop),
+            np.arange(s["ua"].start, s["ua"].stop),
+            [s["psi"].start],
+            np.arange(s["ue"].start, s["ue"].stop),
+            np.full(m, s["sigma2"].start) if L.error_inv else np.arange(s["sigma2"].start, s["sigma2"].stop),
+        ]
+    ).astype(int)
+    d = np.where(EI == EJ, 0.5, 1.0)
+    info_e = (K[np.ix_(EI, EI)] * K[np.ix_(EJ, EJ)] + K[np.ix_(EI, EJ)] * K[np.ix_(EJ, EI)]) * np.outer(d, d)
+    S = np.zeros((L.n_params, len(EI)))
+    S[EP, np.arange(len(EI))] = 1.0
+    info = S @ info_e @ S.T
+    # coefficients: explicit derivatives of Sigma and mu
+    Cy = C[q:]
+    mu_y = mu[q:]
+    Jmu = np.zeros((L.p, L.n_params))
+    Jmu[:q, s["mu_u"]] = np.eye(q)
+    Jmu[q:, s["mu_u"]] = A @ G
+    Jmu[q:, s["nu"]] = A
+    Y = []
+    for c in range(L.n_coef):
+        dB = np.zeros((m, m))
+        sel = L.b_pos[0] == c
+        dB[L.b_pos[1][sel], L.b_pos[2][sel]] = 1.0
+        dG = np.zeros((m, q))
+        sel = L.g_pos[0] == c
+        dG[L.g_pos[1][sel], L.g_pos[2][sel]] = 1.0
+        dC = np.zeros_like(C)
+        dC[q:] = A @ (dB @ Cy)
+        dC[q:, :q] += A @ dG
+        dSig = dC @ Phi @ C.T
+        dSig = dSig + dSig.T
+        Yc = Si @ dSig @ Si
+        Y.append((Yc, dSig))
+        X = C.T @ Yc @ C
+        cross = S @ (X[EI, EJ] * d)
+        j = s["coef"].start + c
+        info[j, :] += cross
+        info[:, j] += cross
+        Jmu[q:, j] = A @ (dB @ mu_y + dG @ mu_u)
+    for c, (Yc, _) in enumerate(Y):
+        for c2, (_, dS2) in enumerate(Y):
+            info[s["coef"].start + c, s["coef"].start + c2] = 0.5 * np.sum(Yc * dS2)
+    info += Jmu.T @ Si @ Jmu
+    return 2.0 * info
 
 
 @dataclass
@@ -527,9 +592,26 @@ def _fun(theta, layout, patterns, N):
     Sigma, mu, parts = layout.moments(theta)
     res = _objective(Sigma, mu, patterns, N)
     if res is None:
-        return _BIG, np.zeros_like(theta)
+        return None
     f, dS, dmu = res
     return f, layout.backprop(dS[None], dmu[None], parts)[0]
+
+
+class _Guarded:
+    """The objective for the optimiser: where Sigma is not positive definite, a value a little above the last
+    good one (and no slope), so the line search steps back by interpolation instead of collapsing."""
+
+    def __init__(self, layout, patterns, N):
+        self.args = (layout, patterns, N)
+        self.last = None
+
+    def __call__(self, theta):
+        out = _fun(theta, *self.args)
+        if out is None:
+            f_bad = _BIG if self.last is None else self.last + 1.0 + abs(self.last)
+            return f_bad, np.zeros_like(theta)
+        self.last = out[0]
+        return out
 
 
 def _hessian(theta, layout, patterns, N, h: float = 1e-5) -> np.ndarray:
@@ -547,30 +629,44 @@ def _hessian(theta, layout, patterns, N, h: float = 1e-5) -> np.ndarray:
 def _optimise(wide: _Wide, patterns, N):
     layout = wide.layout
     theta0 = _start(wide)
+    # precondition with the expected information at the start: theta = theta0 + R^-1 phi, R'R = information
+    info = _fisher(layout, theta0)
+    scale = np.sqrt(np.maximum(np.diag(info), 1e-12))
+    try:
+        R = np.linalg.cholesky(info / np.outer(scale, scale) + 1e-10 * np.eye(len(scale))).T * scale
+    except np.linalg.LinAlgError:
+        R = np.diag(scale)
+    guarded = _Guarded(layout, patterns, N)
+
+    def fun(phi):
+        th = theta0 + linalg.solve_triangular(R, phi)
+        f, g = guarded(th)
+        return f, linalg.solve_triangular(R, g, trans="T")
+
     res = optimize.minimize(
-        _fun,
-        theta0,
-        args=(layout, patterns, N),
+        fun,
+        np.zeros_like(theta0),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": 50000, "maxfun": 100000, "maxcor": 20, "ftol": 1e-16, "gtol": 1e-10},
     )
+    res.x = theta0 + linalg.solve_triangular(R, res.x)
     theta, f = res.x, res.fun
     H = _hessian(theta, layout, patterns, N)
     moved = 0.0
+    g = _fun(theta, layout, patterns, N)[1]
     for _ in range(10):  # Newton polish on the fixed Hessian: L-BFGS stops short in flat, long valleys
-        g = _fun(theta, layout, patterns, N)[1]
         if np.max(np.abs(g)) < 1e-12:
             break
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        new = theta - step
-        f_new = _fun(new, layout, patterns, N)[0]
-        if not f_new <= f + 1e-14:
+        out = _fun(theta - step, layout, patterns, N)
+        # near the optimum F is flat to round-off: accept a step that shrinks the gradient without raising F
+        if out is None or out[0] > f + 1e-12 * max(1.0, abs(f)) or np.max(np.abs(out[1])) >= np.max(np.abs(g)):
             break
-        theta, f = new, f_new
+        theta, f, g = theta - step, out[0], out[1]
         moved = max(moved, float(np.max(np.abs(step))))
     if moved > 1e-4:  # the Hessian of the standard errors at the point they are reported
         H = _hessian(theta, layout, patterns, N)
@@ -748,7 +844,6 @@ def fit_ml(
         }
     }
     # fitted values and composite residuals (alpha_i + e_it) of the equations, in data units
-    dep = design.dep
     Zo = Z * wide.scale + wide.center
     waves = wide.eq_waves
     fitted = np.zeros((N, layout.m))
@@ -795,7 +890,8 @@ def fit_ml(
         "entity": entity,
         "time": time,
         "time_effects": time_effects,
-        "predetermined": list(predetermined) if predetermined is not None and not isinstance(predetermined, str)
+        "predetermined": list(predetermined)
+        if predetermined is not None and not isinstance(predetermined, str)
         else predetermined,
         "cov": cov,
         "error_inv": error_inv,

@@ -411,7 +411,7 @@ def _generator(seed: int | np.random.Generator | None) -> tuple[np.random.Genera
         return seed, None
     if seed is None:
         sequence = np.random.SeedSequence()
-        return np.random.default_rng(sequence), int(sequence.entropy)
+        return np.random.default_rng(sequence), int(sequence.entropy)  # type: ignore[arg-type]  # an int when drawn
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
         return np.random.default_rng(int(seed)), int(seed)
     raise CausalCTSError(
