@@ -17,8 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-RAW = ["team", "week", "developers", "crs_merged", "deployments", "rollbacks", "interventions", "pages",
-       "oncall_builders", "ai_share", "dev_cost"]  # fmt: skip
+RAW = [
+    "team",
+    "week",
+    "developers",
+    "crs_merged",
+    "deployments",
+    "rollbacks",
+    "interventions",
+    "pages",
+    "oncall_builders",
+    "ai_share",
+    "dev_cost",
+]
 
 SPEC = """name = "Benchmark rollout"
 data = "rollout.csv"

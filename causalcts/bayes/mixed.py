@@ -459,7 +459,11 @@ def default_prior_scales(y, X, Z, spec, priors, prior_scale, scale: InternalScal
             "sigma_scale, re_scale or lkj_eta (relative to the data's scale), or beta_mu, beta_sd, "
             "sigma_sd and re_sd (absolute)."
         )
-    if not (np.isfinite(prior_scale) and prior_scale > 0):
+    if (
+        isinstance(prior_scale, bool)
+        or not isinstance(prior_scale, (int, float, np.number))
+        or not (np.isfinite(prior_scale) and prior_scale > 0)
+    ):
         raise CausalCTSError(f"prior_scale must be a positive number, not {prior_scale!r}.")
     p = {**_RELATIVE, **{k: v for k, v in priors.items() if k in _RELATIVE}}
     for key, val in p.items():

@@ -491,14 +491,17 @@ class _Engine:
         )
 
 
-def _pinv(M: np.ndarray) -> np.ndarray:
+def _pinv(M: np.ndarray, *, return_rank: bool = False):
     # scale to unit diagonal so the cut-off is relative to each column's size
     d = np.sqrt(np.abs(np.diag(M)))
     d[d == 0] = 1.0
     Ms = M / d[:, None] / d[None, :]
     # the usual numerical-rank cut-off (size x machine epsilon): ill-conditioned but regular weighting
     # matrices (condition numbers of 1e10 arise with deep collapsed lags) are inverted in full, as invsym does
-    return linalg.pinvh(Ms, atol=0.0, rtol=Ms.shape[0] * np.finfo(float).eps) / d[:, None] / d[None, :]
+    inv, rank = linalg.pinvh(Ms, atol=0.0, rtol=Ms.shape[0] * np.finfo(float).eps, return_rank=True)
+    inv = inv / d[:, None] / d[None, :]
+    # the rank comes with the eigendecomposition: no second (SVD) pass to decide whether to warn
+    return (inv, int(rank)) if return_rank else inv
 
 
 def _independent(
@@ -678,8 +681,8 @@ def gmm_fit(
     ZHZ = acc["ZHZ"][np.ix_(zkeep, zkeep)]
     ZX = acc["ZX"][np.ix_(zkeep, xkeep)]
     Zy = acc["Zy"][zkeep]
-    A1 = _pinv(ZHZ)
-    if np.linalg.matrix_rank(ZHZ) < L:
+    A1, rank1 = _pinv(ZHZ, return_rank=True)
+    if rank1 < L:
         warnings.warn(
             "The one-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
             InstrumentWarning,
@@ -694,8 +697,8 @@ def gmm_fit(
     M1inv, b1 = solve(A1)
     r1 = eng.pass_residuals(b1, zkeep, xkeep)
     S1 = r1["G"].T @ r1["G"]
-    A2 = _pinv(S1)
-    if np.linalg.matrix_rank(S1) < L:
+    A2, rank2 = _pinv(S1, return_rank=True)
+    if rank2 < L:
         warnings.warn(
             "The two-step weighting matrix is singular; a generalised inverse is used, as in xtabond2.",
             InstrumentWarning,

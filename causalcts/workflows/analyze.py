@@ -95,13 +95,22 @@ def _options(method: str, spec: RolloutSpec, outcome: str) -> dict[str, Any]:
     s = spec.treatment
     if method in ("diff-gmm", "sys-gmm"):
         first = 2 if method == "diff-gmm" else 1
-        return {"gmm": {outcome: (first, spec.gmm_max_lag), s: (first - 1, spec.gmm_max_lag - 1)},
-                "collapse": True, "steps": 2}  # fmt: skip
+        return {
+            "gmm": {outcome: (first, spec.gmm_max_lag), s: (first - 1, spec.gmm_max_lag - 1)},
+            "collapse": True,
+            "steps": 2,
+        }
     if method == "ml":
         return {"predetermined": [s]}
     if method == "bayes":
-        return {"chains": spec.bayes_chains, "draws": spec.bayes_draws, "tune": spec.bayes_tune, "seed": spec.seed,
-                "cores": max(1, min(spec.bayes_chains, os.cpu_count() or 1)), "progressbar": False}  # fmt: skip
+        return {
+            "chains": spec.bayes_chains,
+            "draws": spec.bayes_draws,
+            "tune": spec.bayes_tune,
+            "seed": spec.seed,
+            "cores": max(1, min(spec.bayes_chains, os.cpu_count() or 1)),
+            "progressbar": False,
+        }
     return {}
 
 
@@ -119,8 +128,15 @@ def _num(v) -> float | None:
 def _estimate_rows(res, method: str, terms: Sequence[str], level: float) -> list[dict[str, Any]]:
     ci = res.conf_int(level)
     return [
-        {"method": _label(method), "term": t, "estimate": _num(res.params[t]), "std_error": _num(res.std_errors[t]),
-         "lower": _num(ci.loc[t, "lower"]), "upper": _num(ci.loc[t, "upper"]), "level": level}  # fmt: skip
+        {
+            "method": _label(method),
+            "term": t,
+            "estimate": _num(res.params[t]),
+            "std_error": _num(res.std_errors[t]),
+            "lower": _num(ci.loc[t, "lower"]),
+            "upper": _num(ci.loc[t, "upper"]),
+            "level": level,
+        }
         for t in terms
         if t in res.params.index
     ]
@@ -161,8 +177,9 @@ def _audit(data: RolloutData, cohorts: pd.Series) -> dict[str, Any]:
     late = int((span["min"] > f[t].min()).sum())
     early = int((span["max"] < f[t].max()).sum())
     used = list(dict.fromkeys([s, *spec.outcomes, *spec.controls]))
-    missing = [{"column": c, "missing": int(f[c].isna().sum()), "share_missing": float(f[c].isna().mean())}
-               for c in used]  # fmt: skip
+    missing = [
+        {"column": c, "missing": int(f[c].isna().sum()), "share_missing": float(f[c].isna().mean())} for c in used
+    ]
     share = f[s].astype(float)
     q = share.quantile([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
     last = f.loc[f[t] == f[t].max(), s]
@@ -204,8 +221,16 @@ def _fit_methods(frame, spec, outcome, controls, methods, warn_log, failed, tag=
     formula = _formula(outcome, spec.treatment, controls)
     for m in methods:
         try:
-            res, ws = checks.capture(fit, formula, frame, entity=spec.entity, time=spec.time, method=m, dropna=True,
-                                     **_options(m, spec, outcome))  # fmt: skip
+            res, ws = checks.capture(
+                fit,
+                formula,
+                frame,
+                entity=spec.entity,
+                time=spec.time,
+                method=m,
+                dropna=True,
+                **_options(m, spec, outcome),
+            )
         except CausalCTSError as err:
             failed[m + tag] = str(err)
             continue
@@ -228,14 +253,30 @@ def _analyze_outcome(data: RolloutData, outcome: str, methods: Sequence[str], pr
         try:
             value, ws = checks.capture(fn, *args, **kwargs)
         except CausalCTSError as err:
-            diagnostics.append({"name": what, "variable": s, "statistic": None, "pvalue": None, "verdict": "warn",
-                                "note": f"not computed: {err}"})  # fmt: skip
+            diagnostics.append(
+                {
+                    "name": what,
+                    "variable": s,
+                    "statistic": None,
+                    "pvalue": None,
+                    "verdict": "warn",
+                    "note": f"not computed: {err}",
+                }
+            )
             return None
         warn_log.extend(f"{outcome}, {what}: {w}" for w in ws)
         return value
 
-    exo = run("exogeneity checks", checks.exogeneity_checks, frame, outcome=outcome, share=s,
-              controls=spec.controls, entity=e, time=t)  # fmt: skip
+    exo = run(
+        "exogeneity checks",
+        checks.exogeneity_checks,
+        frame,
+        outcome=outcome,
+        share=s,
+        controls=spec.controls,
+        entity=e,
+        time=t,
+    )
     diagnostics.extend(exo or [])
     flagged = []
     for c in spec.controls:
@@ -256,9 +297,20 @@ def _analyze_outcome(data: RolloutData, outcome: str, methods: Sequence[str], pr
     tw = run("TWFE negative weights", checks.twfe_weight_check, frame, outcome=outcome, share=s, entity=e, time=t)
     if tw:
         diagnostics.append(tw[0])
-    design = run("rollout design", checks.rollout_design_checks, frame, outcome=outcome, share=s, entity=e, time=t,
-                 cluster=spec.cluster_column, threshold=spec.onset_threshold, window=spec.window, level=lvl,
-                 seed=spec.seed)  # fmt: skip
+    design = run(
+        "rollout design",
+        checks.rollout_design_checks,
+        frame,
+        outcome=outcome,
+        share=s,
+        entity=e,
+        time=t,
+        cluster=spec.cluster_column,
+        threshold=spec.onset_threshold,
+        window=spec.window,
+        level=lvl,
+        seed=spec.seed,
+    )
     if design:
         diagnostics.extend(design["rows"])
     progress.step(f"{outcome}: rollout diagnostics")
@@ -273,11 +325,19 @@ def _analyze_outcome(data: RolloutData, outcome: str, methods: Sequence[str], pr
         rec["reason"] += " (Its fit without them failed or was not run, so the estimate keeps them.)"
         rec["without_controls"] = []
     ci = chosen.conf_int(lvl).loc[s]
-    recommended = {"method": _label(rec["method"]), "method_name": rec["method"], "term": s,
-                   "estimate": _num(chosen.params[s]), "std_error": _num(chosen.std_errors[s]),
-                   "lower": _num(ci["lower"]), "upper": _num(ci["upper"]), "level": lvl,
-                   "without_controls": rec["without_controls"], "reason": rec["reason"],
-                   "long_run": _long_run(chosen, s, lvl)}  # fmt: skip
+    recommended = {
+        "method": _label(rec["method"]),
+        "method_name": rec["method"],
+        "term": s,
+        "estimate": _num(chosen.params[s]),
+        "std_error": _num(chosen.std_errors[s]),
+        "lower": _num(ci["lower"]),
+        "upper": _num(ci["upper"]),
+        "level": lvl,
+        "without_controls": rec["without_controls"],
+        "reason": rec["reason"],
+        "long_run": _long_run(chosen, s, lvl),
+    }
     out = {
         "formula": _formula(outcome, s, spec.controls),
         "estimates": estimates,
@@ -297,17 +357,25 @@ def _analyze_outcome(data: RolloutData, outcome: str, methods: Sequence[str], pr
         "warnings": warn_log,
     }
     slug = _slug(outcome)
-    figs[f"estimates_{slug}.png"] = (figures.estimates_forest(estimates, long_run, share=s, outcome=outcome),
-                                     f"Estimates of the effect of {s} on {outcome} by method")  # fmt: skip
+    figs[f"estimates_{slug}.png"] = (
+        figures.estimates_forest(estimates, long_run, share=s, outcome=outcome),
+        f"Estimates of the effect of {s} on {outcome} by method",
+    )
     if design and design["event_study"] is not None:
-        figs[f"event_study_{slug}.png"] = (figures.event_study_figure(design["event_study"], outcome=outcome,
-                                                                      level=lvl), f"Event study of the onset: {outcome}")  # fmt: skip
+        figs[f"event_study_{slug}.png"] = (
+            figures.event_study_figure(design["event_study"], outcome=outcome, level=lvl),
+            f"Event study of the onset: {outcome}",
+        )
     if design and design["honest"] is not None:
-        figs[f"honest_{slug}.png"] = (figures.honest_figure(design["honest"]),
-                                      f"HonestDiD sensitivity of the first post-onset effect on {outcome}")  # fmt: skip
+        figs[f"honest_{slug}.png"] = (
+            figures.honest_figure(design["honest"]),
+            f"HonestDiD sensitivity of the mean post-onset effect on {outcome}",
+        )
     if tw:
-        figs[f"twfe_weights_{slug}.png"] = (figures.twfe_weights_figure(tw[1]),
-                                            f"TWFE weights of the treated team-weeks ({outcome})")  # fmt: skip
+        figs[f"twfe_weights_{slug}.png"] = (
+            figures.twfe_weights_figure(tw[1]),
+            f"TWFE weights of the treated team-weeks ({outcome})",
+        )
     progress.step(f"{outcome}: recommendation and figures")
     return out, chosen
 
@@ -319,17 +387,26 @@ def _design_block(design, level) -> dict[str, Any]:
     es_rows = []
     if es is not None:
         ci = es.conf_int(level)
-        es_rows = [{"term": k, "event_time": int(et), "estimate": _num(es.params[k]),
-                    "std_error": _num(es.std_errors[k]), "lower": _num(ci.loc[k, "lower"]),
-                    "upper": _num(ci.loc[k, "upper"])}
-                   for k, et in zip(es.params.index, es.info["event_times"])]  # fmt: skip
+        es_rows = [
+            {
+                "term": k,
+                "event_time": int(et),
+                "estimate": _num(es.params[k]),
+                "std_error": _num(es.std_errors[k]),
+                "lower": _num(ci.loc[k, "lower"]),
+                "upper": _num(ci.loc[k, "upper"]),
+            }
+            for k, et in zip(es.params.index, es.info["event_times"])
+        ]
     hd = design["honest"]
     honest = []
     if hd is not None:
         honest = [{"M": _num(r["M"]), "lower": _num(r["lower"]), "upper": _num(r["upper"])} for _, r in hd.iterrows()]
     return {
-        "estimates": [{k: (_num(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
-                      for r in design["estimates"]],  # fmt: skip
+        "estimates": [
+            {k: (_num(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()}
+            for r in design["estimates"]
+        ],
         "event_study": es_rows,
         "honest": honest,
         "breakdown": _num(hd.attrs["breakdown"]) if hd is not None else None,
@@ -350,13 +427,27 @@ def _savings(data: RolloutData, outcome: str, chosen, method: str) -> dict[str, 
     if spec.developers not in f.columns:
         return sv.unavailable(f"the data have no {spec.developers!r} column (developers per team-week).")
     lag = f"L1.{outcome}"
-    inputs = sv.exposure_sums(f, entity=spec.entity, time=spec.time, share=spec.treatment, outcome=outcome,
-                              developers=spec.developers, cost_per_developer_week=spec.cost_per_developer_week)  # fmt: skip
+    inputs = sv.exposure_sums(
+        f,
+        entity=spec.entity,
+        time=spec.time,
+        share=spec.treatment,
+        outcome=outcome,
+        developers=spec.developers,
+        cost_per_developer_week=spec.cost_per_developer_week,
+    )
     b, g, how = sv.parameter_draws(chosen, lag, spec.treatment, n=spec.savings_draws, seed=spec.seed)
     bayesian = registry.get(method).family == "bayes"
-    out = sv.savings(inputs, persistence=float(chosen.params[lag]), effect=float(chosen.params[spec.treatment]),
-                     persistence_draws=b, effect_draws=g, weeks_per_year=spec.weeks_per_year, level=spec.level,
-                     bayesian=bayesian)  # fmt: skip
+    out = sv.savings(
+        inputs,
+        persistence=float(chosen.params[lag]),
+        effect=float(chosen.params[spec.treatment]),
+        persistence_draws=b,
+        effect_draws=g,
+        weeks_per_year=spec.weeks_per_year,
+        level=spec.level,
+        bayesian=bayesian,
+    )
     out.update({"outcome": outcome, "method": _label(method), "draws_from": how})
     return out
 
@@ -394,12 +485,18 @@ def _experiment(spec: RolloutSpec, bar: _Progress) -> tuple[dict[str, Any], dict
     figs: dict[str, tuple] = {}
     cohorts = onset_cohort(
         data.frame.assign(**{spec.time: data.frame[spec.time] + 1}),
-        entity=spec.entity, time=spec.time, share=spec.treatment, threshold=spec.onset_threshold,
-    )  # fmt: skip
+        entity=spec.entity,
+        time=spec.time,
+        share=spec.treatment,
+        threshold=spec.onset_threshold,
+    )
     audit = _audit(data, cohorts)
     figs["adoption_by_cohort.png"] = (
-        figures.adoption_by_cohort(data.frame, cohorts, entity=spec.entity, time=spec.time, share=spec.treatment,
-                                   labels=data.time_labels), "Adoption curves by onset cohort")  # fmt: skip
+        figures.adoption_by_cohort(
+            data.frame, cohorts, entity=spec.entity, time=spec.time, share=spec.treatment, labels=data.time_labels
+        ),
+        "Adoption curves by onset cohort",
+    )
     figs["share_distribution.png"] = (
         figures.share_histogram(data.frame[spec.treatment], share=spec.treatment, threshold=spec.onset_threshold),
         f"Distribution of {spec.treatment} over team-weeks",
@@ -412,8 +509,9 @@ def _experiment(spec: RolloutSpec, bar: _Progress) -> tuple[dict[str, Any], dict
     rec = outcomes[so]["recommended"]
     savings, save_warnings = checks.capture(_savings, data, so, chosen[so], rec["method_name"])
     bar.step("savings")
-    metrics_rows = [{"name": k, "from": list(v), "description": causalcts.metrics.DERIVED[k][2]}
-                    for k, v in data.derived.items()]  # fmt: skip
+    metrics_rows = [
+        {"name": k, "from": list(v), "description": causalcts.metrics.DERIVED[k][2]} for k, v in data.derived.items()
+    ]
     result = {
         "name": spec.name,
         "causalcts_version": causalcts.__version__,
@@ -446,26 +544,48 @@ def _pool(results: Mapping[str, dict], spec: RolloutSpec) -> dict[str, Any]:
         rows = []
         for n in names:
             lr = results[n]["outcomes"][y]["recommended"]["long_run"]
-            rows.append({"experiment": n, "estimate": lr["estimate"], "std_error": lr["std_error"],
-                         "lower": lr["lower"], "upper": lr["upper"]})  # fmt: skip
+            rows.append(
+                {
+                    "experiment": n,
+                    "estimate": lr["estimate"],
+                    "std_error": lr["std_error"],
+                    "lower": lr["lower"],
+                    "upper": lr["upper"],
+                }
+            )
         table = pd.DataFrame(rows)
         if table[["estimate", "std_error"]].isna().any().any():
             out["outcomes"][y] = {"done": False, "reason": "an experiment has no long-run estimate"}
             continue
         scale = float(10 * (table["estimate"].abs() + 2 * table["std_error"]).max())
-        res, ws = checks.capture(pool, table, estimate="estimate", std_error="std_error", label="experiment",
-                                 prior_mean=("normal", 0.0, scale), prior_sd=("halfnormal", scale),
-                                 chains=spec.bayes_chains, draws=max(spec.bayes_draws, 500),
-                                 tune=max(spec.bayes_tune, 500), seed=spec.seed)  # fmt: skip
+        res, ws = checks.capture(
+            pool,
+            table,
+            estimate="estimate",
+            std_error="std_error",
+            label="experiment",
+            prior_mean=("normal", 0.0, scale),
+            prior_sd=("halfnormal", scale),
+            chains=spec.bayes_chains,
+            draws=max(spec.bayes_draws, 500),
+            tune=max(spec.bayes_tune, 500),
+            seed=spec.seed,
+        )
         eff = res.effects(spec.level)
         table["pooled_mean"] = eff["mean"].to_numpy()
         table["pooled_lower"] = eff["lower"].to_numpy()
         table["pooled_upper"] = eff["upper"].to_numpy()
         ci = res.conf_int(spec.level)
-        mu = {"estimate": float(res.params["mu"]), "lower": float(ci.loc["mu", "lower"]),
-              "upper": float(ci.loc["mu", "upper"])}  # fmt: skip
-        tau = {"estimate": float(res.params["tau"]), "lower": float(ci.loc["tau", "lower"]),
-               "upper": float(ci.loc["tau", "upper"])}  # fmt: skip
+        mu = {
+            "estimate": float(res.params["mu"]),
+            "lower": float(ci.loc["mu", "lower"]),
+            "upper": float(ci.loc["mu", "upper"]),
+        }
+        tau = {
+            "estimate": float(res.params["tau"]),
+            "lower": float(ci.loc["tau", "lower"]),
+            "upper": float(ci.loc["tau", "upper"]),
+        }
         pred = res.predict(spec.level)
         out["outcomes"][y] = {
             "done": True,
@@ -476,8 +596,10 @@ def _pool(results: Mapping[str, dict], spec: RolloutSpec) -> dict[str, Any]:
             "priors": {"mu": f"normal(0, {scale:.3g})", "tau": f"half-normal({scale:.3g})"},
             "warnings": ws,
         }
-        out["figures"][f"pooled_{_slug(y)}.png"] = (figures.pooled_forest(table, mu=mu, outcome=y),
-                                                    f"Partial pooling of the long-run effect on {y}")  # fmt: skip
+        out["figures"][f"pooled_{_slug(y)}.png"] = (
+            figures.pooled_forest(table, mu=mu, outcome=y),
+            f"Partial pooling of the long-run effect on {y}",
+        )
     return out
 
 
@@ -531,8 +653,12 @@ def _write_folder(folder: Path, result: dict, figs: Mapping[str, tuple], title: 
     html, md = render.render(clean, images, kind=kind, title=title)
     (folder / "report.html").write_text(html, encoding="utf-8")
     (folder / "report.md").write_text(md, encoding="utf-8")
-    return [folder / "report.html", folder / "report.md", folder / "results.json",
-            *(folder / "figures" / n for n in figs)]  # fmt: skip
+    return [
+        folder / "report.html",
+        folder / "report.md",
+        folder / "results.json",
+        *(folder / "figures" / n for n in figs),
+    ]
 
 
 def _install(tmp: Path, out: Path, overwrite: bool) -> None:
@@ -617,9 +743,11 @@ def analyze(
             results[spec.name], figs[spec.name] = analyze_experiment(spec, progress=progress)
             if echo:
                 rec = results[spec.name]["outcomes"][spec.savings_from]["recommended"]
-                echo(f"{spec.name}: recommended {rec['method']}, effect of {spec.treatment} on {spec.savings_from} "
-                     f"{rec['estimate']:.4g} [{rec['lower']:.4g}, {rec['upper']:.4g}]; "
-                     + sv.describe(results[spec.name]["savings"]))  # fmt: skip
+                echo(
+                    f"{spec.name}: recommended {rec['method']}, effect of {spec.treatment} on {spec.savings_from} "
+                    f"{rec['estimate']:.4g} [{rec['lower']:.4g}, {rec['upper']:.4g}]; "
+                    + sv.describe(results[spec.name]["savings"])
+                )
         files: list[Path] = []
         if len(experiments) == 1:
             result = {**results[names[0]], "pooled": None}
@@ -631,8 +759,11 @@ def analyze(
                 files += _write_folder(tmp / slugs[n], {**results[n], "pooled": None}, figs[n], n, kind="single")
             pooled = _pool(results, experiments[0])
             pooled_figs = pooled.pop("figures", {})
-            final = {"experiments": {slugs[n]: results[n] for n in names}, "pooled": pooled,
-                     "causalcts_version": causalcts.__version__}  # fmt: skip
+            final = {
+                "experiments": {slugs[n]: results[n] for n in names},
+                "pooled": pooled,
+                "causalcts_version": causalcts.__version__,
+            }
             files += _write_folder(tmp, final, pooled_figs, "Rollouts compared", kind="several")
         _install(tmp, out, overwrite)
     except BaseException:

@@ -18,13 +18,16 @@ control responds to adoption                     a TWFE regression of the contro
 AR(2) (difference GMM)                           fail at p < 0.05 (lag-2 instruments invalid), warn at < 0.10
 Hansen (difference GMM)                          fail at p < 0.05, warn at p < 0.10 or p > 0.99 (too many
                                                  instruments make the test weak)
-TWFE negative weights (continuous share)         pass when the negative weights sum to more than -0.05, warn
-                                                 down to -0.25, fail below
+TWFE negative weights (continuous share)         pass when the negative weights sum to more than -0.05, else
+                                                 warn (never fail: under heterogeneous effects the static TWFE
+                                                 coefficient may mislead, but the dynamic estimators compared
+                                                 here are not that regression)
 event-study pre-trends (onset at the threshold)  joint F test of the leads: fail at p < 0.05, warn at p < 0.10
-HonestDiD breakdown value (smoothness, FLCI)     fail when 0 (the first post-onset effect is not significant
-                                                 even under exact parallel trends), warn when the interval
-                                                 loses significance inside the default grid (up to the
-                                                 pre-periods' own non-smoothness), pass when it never does
+HonestDiD breakdown value (smoothness, FLCI)     for the mean post-onset effect: warn when 0 (not significant
+                                                 even under exact parallel trends: nothing to break down) or
+                                                 when the interval loses significance inside the default grid
+                                                 (up to the pre-periods' own non-smoothness), pass when it
+                                                 never does
 heterogeneity (Callaway-Sant'Anna vs TWFE)       warn when the two average post-onset effects differ by more
                                                  than 1.96 standard errors of their difference (treating them
                                                  as independent, which overstates that error), else pass
@@ -32,10 +35,11 @@ heterogeneity (Callaway-Sant'Anna vs TWFE)       warn when the two average post-
 
 The recommendation rule (:func:`recommend`), used unless the exogeneity helper provides its own:
 
-1. If every exogeneity check passes, the share is treated as strictly exogenous and the first fitted of
+1. If no exogeneity check fails (p >= 0.05; a warning is mentioned in the reason), the share is treated as
+   strictly exogenous and the first fitted of
    ``bias-corrected``, ``jackknife``, ``within``, ``bayes``, ``ml``, ``diff-gmm``, ``sys-gmm`` is recommended:
    fixed effects with the Nickell correction are consistent under strict exogeneity and more precise than GMM.
-2. Otherwise (adoption reacts to outcomes, or the lead is significant) the share is only sequentially
+2. Otherwise (adoption reacts to outcomes, or the lead is significant at 5%) the share is only sequentially
    exogenous (predetermined) and the first fitted of ``diff-gmm`` (share instrumented by its own lags),
    ``ml``, ``sys-gmm``, ``bayes``, ``bias-corrected``, ``within`` is recommended; the reason says when its AR(2)
    or Hansen test fails.
@@ -55,8 +59,8 @@ import numpy as np
 import pandas as pd
 
 from causalcts.api import fit
-from causalcts.did import att_gt, event_study, event_time_name, onset_cohort
 from causalcts.diagnostics import honest_did, twfe_weights
+from causalcts.did import att_gt, event_study, event_time_name, onset_cohort
 from causalcts.errors import CausalCTSError
 
 __all__ = [
@@ -110,8 +114,14 @@ def _row(name, variable, statistic, pvalue, verdict, note="") -> dict[str, Any]:
     def num(v):
         return None if v is None or not np.isfinite(v) else float(v)
 
-    return {"name": name, "variable": variable, "statistic": num(statistic), "pvalue": num(pvalue),
-            "verdict": verdict, "note": note}  # fmt: skip
+    return {
+        "name": name,
+        "variable": variable,
+        "statistic": num(statistic),
+        "pvalue": num(pvalue),
+        "verdict": verdict,
+        "note": note,
+    }
 
 
 def _t_test(res, term: str) -> tuple[float, float]:
@@ -148,19 +158,37 @@ def exogeneity_checks(
     ['exogeneity: lead of the share', 'exogeneity: adoption responds to the past outcome']
     """
     y, s = outcome, share
-    lead = fit(f"{y} ~ " + _rhs([f"L({y}, 1)", s, f"F({s}, 1)", *controls]), frame, entity=entity, time=time,
-               method="within", dropna=True)  # fmt: skip
+    lead = fit(
+        f"{y} ~ " + _rhs([f"L({y}, 1)", s, f"F({s}, 1)", *controls]),
+        frame,
+        entity=entity,
+        time=time,
+        method="within",
+        dropna=True,
+    )
     t, p = _t_test(lead, f"F1.{s}")
     rows = [
-        _row("exogeneity: lead of the share", s, t, p, verdict_from_p(p),
-             f"t of F1.{s} in the within model of {y}; significant when next week's share predicts this week's "
-             f"{y}, which strict exogeneity rules out"),  # fmt: skip
+        _row(
+            "exogeneity: lead of the share",
+            s,
+            t,
+            p,
+            verdict_from_p(p),
+            f"t of F1.{s} in the within model of {y}; significant when next week's share predicts this week's "
+            f"{y}, which strict exogeneity rules out",
+        ),
     ]
     back = fit(f"{s} ~ L({s}, 1) + L({y}, 1)", frame, entity=entity, time=time, method="within", dropna=True)
     t, p = _t_test(back, f"L1.{y}")
     rows.append(
-        _row("exogeneity: adoption responds to the past outcome", s, t, p, verdict_from_p(p),
-             f"t of L1.{y} in a within regression of {s} on its lag and last week's {y} (feedback)")  # fmt: skip
+        _row(
+            "exogeneity: adoption responds to the past outcome",
+            s,
+            t,
+            p,
+            verdict_from_p(p),
+            f"t of L1.{y} in a within regression of {s} on its lag and last week's {y} (feedback)",
+        )
     )
     return rows
 
@@ -179,9 +207,8 @@ def control_response(frame: pd.DataFrame, *, control: str, share: str, entity: s
     res = fit(f"{control} ~ {share}", frame, entity=entity, time=time, method="within", dropna=True)
     t, p = _t_test(res, share)
     v = verdict_from_p(p)
-    note = (
-        f"coefficient {res.params[share]:.4g} of {share} in a TWFE regression of {control}; "
-        + ("it moves with adoption: a possible mediator, shown with and without" if v == "fail" else "no clear response")
+    note = f"coefficient {res.params[share]:.4g} of {share} in a TWFE regression of {control}; " + (
+        "it moves with adoption: a possible mediator, shown with and without" if v == "fail" else "no clear response"
     )
     return _row("control responds to adoption", control, t, p, v, note)
 
@@ -193,25 +220,39 @@ def gmm_checks(result, *, method: str = "diff-gmm") -> list[dict[str, Any]]:
     tests = result.tests
     if "ar2" in tests:
         ar2 = tests["ar2"]
-        rows.append(_row(f"AR(2) in first differences ({method})", "residuals", ar2["statistic"], ar2["pvalue"],
-                         verdict_from_p(ar2["pvalue"]),
-                         "second-order serial correlation of the differenced errors invalidates lag-2 instruments"))  # fmt: skip
+        rows.append(
+            _row(
+                f"AR(2) in first differences ({method})",
+                "residuals",
+                ar2["statistic"],
+                ar2["pvalue"],
+                verdict_from_p(ar2["pvalue"]),
+                "second-order serial correlation of the differenced errors invalidates lag-2 instruments",
+            )
+        )
     if "hansen" in tests:
         h = tests["hansen"]
         p = h["pvalue"]
         v = "warn" if p is not None and p > 0.99 else verdict_from_p(p)
-        rows.append(_row(f"Hansen overidentification ({method})", "instruments", h["statistic"], p, v,
-                         f"{h['df']} overidentifying restrictions; p > 0.99 suggests too many instruments"))  # fmt: skip
+        rows.append(
+            _row(
+                f"Hansen overidentification ({method})",
+                "instruments",
+                h["statistic"],
+                p,
+                v,
+                f"{h['df']} overidentifying restrictions; p > 0.99 suggests too many instruments",
+            )
+        )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------- rollout designs
 def twfe_weight_check(frame: pd.DataFrame, *, outcome: str, share: str, entity: str, time: str) -> tuple[dict, Any]:
     """Negative weights of the static TWFE coefficient of the share (de Chaisemartin-D'Haultfoeuille); row, result."""
-    w = twfe_weights(frame.dropna(subset=[outcome, share]), outcome=outcome, entity=entity, time=time,
-                     treatment=share)  # fmt: skip
+    w = twfe_weights(frame.dropna(subset=[outcome, share]), outcome=outcome, entity=entity, time=time, treatment=share)
     s = w.sum_negative
-    v = "pass" if s > -0.05 else "warn" if s > -0.25 else "fail"
+    v = "pass" if s > -0.05 else "warn"
     note = (
         f"{w.n_negative} of {w.n_positive + w.n_negative} treated cells get negative weights; min SD of effects "
         f"compatible with beta = {w.beta:.4g} and an average effect of 0: "
@@ -259,59 +300,125 @@ def rollout_design_checks(
     leads, lags = window
     work = _cohorts(frame.dropna(subset=[outcome]), share=share, entity=entity, time=time, threshold=threshold)
     sizes = work.drop_duplicates(entity)["_cohort"].value_counts().sort_index()
-    out: dict[str, Any] = {"rows": [], "estimates": [], "event_study": None, "honest": None, "att_gt": None,
-                           "att_dynamic": None, "cohort_sizes": {int(k): int(v) for k, v in sizes.items()}}  # fmt: skip
+    out: dict[str, Any] = {
+        "rows": [],
+        "estimates": [],
+        "event_study": None,
+        "honest": None,
+        "att_gt": None,
+        "att_dynamic": None,
+        "cohort_sizes": {int(k): int(v) for k, v in sizes.items()},
+    }
     if (sizes.index > 0).sum() == 0:
-        out["rows"].append(_row("event-study pre-trends", share, None, None, "warn",
-                                f"no team reaches the onset threshold {threshold}: no rollout design"))  # fmt: skip
+        out["rows"].append(
+            _row(
+                "event-study pre-trends",
+                share,
+                None,
+                None,
+                "warn",
+                f"no team reaches the onset threshold {threshold}: no rollout design",
+            )
+        )
         return out
-    es = event_study(work, outcome=outcome, entity=entity, time=time, onset="_onset", leads=leads, lags=lags,
-                     cluster=cluster)  # fmt: skip
+    es = event_study(
+        work, outcome=outcome, entity=entity, time=time, onset="_onset", leads=leads, lags=lags, cluster=cluster
+    )
     out["event_study"] = es
     pre = es.tests.get("pretrend")
     if pre:
-        out["rows"].append(_row("event-study pre-trends (joint F of the leads)", outcome, pre["statistic"],
-                                pre["pvalue"], verdict_from_p(pre["pvalue"]),
-                                f"TWFE event study of the onset at {share} >= {threshold}; leads {pre['terms']}"))  # fmt: skip
+        out["rows"].append(
+            _row(
+                "event-study pre-trends (joint F of the leads)",
+                outcome,
+                pre["statistic"],
+                pre["pvalue"],
+                verdict_from_p(pre["pvalue"]),
+                f"TWFE event study of the onset at {share} >= {threshold}; leads {pre['terms']}",
+            )
+        )
     post = [event_time_name(e) for e in range(0, lags + 1)]
     post = [p for p in post if p in es.params.index]
     if post:
         avg = float(es.params[post].mean())
         w = np.full(len(post), 1 / len(post))
         se = float(np.sqrt(w @ es.cov.loc[post, post].to_numpy() @ w))
-        out["estimates"].append(_estimate_row("event study (TWFE, onset)", f"mean of {post[0]}..{post[-1]}", avg, se,
-                                              level))  # fmt: skip
+        out["estimates"].append(
+            _estimate_row("event study (TWFE, onset)", f"mean of {post[0]}..{post[-1]}", avg, se, level)
+        )
     pre_names = [event_time_name(e) for e in range(-(leads - 1), -1)]
     post_names = [event_time_name(e) for e in range(0, lags)]
     if all(n in es.params.index for n in pre_names + post_names) and pre_names and post_names:
         names = pre_names + post_names
-        hd = honest_did(betahat=es.params[names].to_numpy(), sigma=es.cov.loc[names, names].to_numpy(),
-                        num_pre=len(pre_names), num_post=len(post_names), alpha=1 - level, seed=seed)  # fmt: skip
+        hd = honest_did(
+            betahat=es.params[names].to_numpy(),
+            sigma=es.cov.loc[names, names].to_numpy(),
+            num_pre=len(pre_names),
+            num_post=len(post_names),
+            alpha=1 - level,
+            seed=seed,
+            l_vec=np.full(len(post_names), 1 / len(post_names)),
+        )
         out["honest"] = hd
         bd = hd.attrs["breakdown"]
-        v = "pass" if not np.isfinite(bd) else ("fail" if bd == 0 else "warn")
-        out["rows"].append(_row("HonestDiD breakdown value M (smoothness)", outcome, bd, None, v,
-                                f"smallest M whose FLCI for e0 contains 0 (grid up to {hd['M'].max():.3g}); "
-                                "none on the grid means robust to that much non-smoothness"))  # fmt: skip
+        v = "pass" if not np.isfinite(bd) else "warn"
+        what = (
+            "not significant even under parallel trends (M = 0)" if bd == 0 else "the smallest M whose FLCI contains 0"
+        )
+        out["rows"].append(
+            _row(
+                "HonestDiD breakdown value M (smoothness)",
+                outcome,
+                bd,
+                None,
+                v,
+                f"mean of {post_names[0]}..{post_names[-1]}: {what if np.isfinite(bd) else 'robust'}"
+                f" (grid up to {hd['M'].max():.3g}, the pre-periods' own non-smoothness)",
+            )
+        )
     cs = att_gt(work, outcome=outcome, entity=entity, time=time, cohort="_cohort", control="notyet", level=level)
     out["att_gt"] = cs
     simple = cs.aggregate("simple")
     lo, hi = simple.conf_int(level)
-    out["estimates"].append({"method": "Callaway-Sant'Anna (onset, not-yet-treated)", "term": "ATT (simple)",
-                             "estimate": simple.estimate, "std_error": simple.std_error, "lower": lo, "upper": hi,
-                             "level": level})  # fmt: skip
+    out["estimates"].append(
+        {
+            "method": "Callaway-Sant'Anna (onset, not-yet-treated)",
+            "term": "ATT (simple)",
+            "estimate": simple.estimate,
+            "std_error": simple.std_error,
+            "lower": lo,
+            "upper": hi,
+            "level": level,
+        }
+    )
     dyn = cs.aggregate("dynamic")
     out["att_dynamic"] = dyn
     if "pretrend_wald" in cs.tests:
         pw = cs.tests["pretrend_wald"]
-        out["rows"].append(_row("Callaway-Sant'Anna pre-trends (Wald)", outcome, pw["statistic"], pw["pvalue"],
-                                verdict_from_p(pw["pvalue"]), f"{pw['df']} pre-treatment ATT(g,t) jointly zero"))  # fmt: skip
+        out["rows"].append(
+            _row(
+                "Callaway-Sant'Anna pre-trends (Wald)",
+                outcome,
+                pw["statistic"],
+                pw["pvalue"],
+                verdict_from_p(pw["pvalue"]),
+                f"{pw['df']} pre-treatment ATT(g,t) jointly zero",
+            )
+        )
     if post:
         se_diff = math.hypot(dyn.std_error, se)
         z = (dyn.estimate - avg) / se_diff if se_diff > 0 else float("nan")
         v = "warn" if np.isfinite(z) and abs(z) > 1.96 else "pass"
-        out["rows"].append(_row("heterogeneity: Callaway-Sant'Anna vs TWFE event study", outcome, z, None, v,
-                                f"CS dynamic ATT {dyn.estimate:.4g} vs TWFE post-onset mean {avg:.4g}"))  # fmt: skip
+        out["rows"].append(
+            _row(
+                "heterogeneity: Callaway-Sant'Anna vs TWFE event study",
+                outcome,
+                z,
+                None,
+                v,
+                f"CS dynamic ATT {dyn.estimate:.4g} vs TWFE post-onset mean {avg:.4g}",
+            )
+        )
     return out
 
 
@@ -319,8 +426,15 @@ def _estimate_row(method: str, term: str, est: float, se: float, level: float) -
     from scipy import stats
 
     z = float(stats.norm.ppf(0.5 + level / 2))
-    return {"method": method, "term": term, "estimate": est, "std_error": se, "lower": est - z * se,
-            "upper": est + z * se, "level": level}  # fmt: skip
+    return {
+        "method": method,
+        "term": term,
+        "estimate": est,
+        "std_error": se,
+        "lower": est - z * se,
+        "upper": est + z * se,
+        "level": level,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- recommendation
@@ -366,17 +480,18 @@ def recommend(
     if not fitted:
         raise CausalCTSError("No method was fitted, so none can be recommended.")
     exo = worst([d["verdict"] for d in diagnostics if d["name"].startswith("exogeneity")])
-    order = EXOGENOUS_ORDER if exo == "pass" else PREDETERMINED_ORDER
+    order = PREDETERMINED_ORDER if exo == "fail" else EXOGENOUS_ORDER
     method = next((m for m in order if m in fitted), next(iter(fitted)))
-    if exo == "pass":
+    if exo != "fail":
         reason = (
-            f"The share passes the exogeneity checks, so it is treated as strictly exogenous and {method!r} is "
-            "recommended (fixed effects with the Nickell correction are consistent then and more precise than GMM)."
+            f"No exogeneity check fails{' (one warns, at 5% < p < 10%)' if exo == 'warn' else ''}, so the share is "
+            f"treated as strictly exogenous and {method!r} is recommended (fixed effects with the Nickell correction "
+            "are consistent then and more precise than GMM)."
         )
     else:
         reason = (
-            f"The exogeneity checks {'fail' if exo == 'fail' else 'warn'} (adoption reacts to outcomes or leads "
-            f"predict them), so the share is treated as predetermined and {method!r} is recommended"
+            "An exogeneity check fails (adoption reacts to outcomes, or next week's share predicts this week's "
+            f"outcome), so the share is treated as predetermined and {method!r} is recommended"
             + (", which instruments it with its own past values." if "gmm" in method else ".")
         )
     gmm = [d for d in diagnostics if "GMM" in d["name"] or "gmm" in d["name"]]

@@ -56,15 +56,29 @@ def adoption_by_cohort(
         rows = np.isin(c, g)
         m = frame.loc[rows].groupby(time)[share].mean()
         n = len(pd.unique(frame.loc[rows, entity]))
-        ax.plot(m.index, m.to_numpy(), lw=2, label=f"onset weeks {labels.get(g[0] - 1, g[0])}"
-                f"{'' if len(g) == 1 else ' to ' + str(labels.get(g[-1] - 1, g[-1]))} ({n} teams)")  # fmt: skip
+        ax.plot(
+            m.index,
+            m.to_numpy(),
+            lw=2,
+            label=f"onset weeks {labels.get(g[0] - 1, g[0])}"
+            f"{'' if len(g) == 1 else ' to ' + str(labels.get(g[-1] - 1, g[-1]))} ({n} teams)",
+        )
     never = c == 0
     if never.any():
         m = frame.loc[never].groupby(time)[share].mean()
-        ax.plot(m.index, m.to_numpy(), color="black", ls="--", label=f"never reach the threshold "
-                f"({len(pd.unique(frame.loc[never, entity]))} teams)")  # fmt: skip
-    ax.set(xlabel=f"{time} (periods from the first)", ylabel=f"mean {share}", ylim=(-0.02, 1.02),
-           title="Adoption curves by onset cohort")  # fmt: skip
+        ax.plot(
+            m.index,
+            m.to_numpy(),
+            color="black",
+            ls="--",
+            label=f"never reach the threshold ({len(pd.unique(frame.loc[never, entity]))} teams)",
+        )
+    ax.set(
+        xlabel=f"{time} (periods from the first)",
+        ylabel=f"mean {share}",
+        ylim=(-0.02, 1.02),
+        title="Adoption curves by onset cohort",
+    )
     ax.legend(fontsize=8, loc="upper left")
     return fig
 

@@ -81,7 +81,9 @@ def _p(text: str) -> dict[str, Any]:
 
 
 def _fig(files: Mapping[str, str], name: str) -> list[dict[str, Any]]:
-    return [{"type": "figure", "file": f"figures/{name}", "name": name, "caption": files[name]}] if name in files else []
+    return (
+        [{"type": "figure", "file": f"figures/{name}", "name": name, "caption": files[name]}] if name in files else []
+    )
 
 
 def _slug(text: str) -> str:
@@ -90,57 +92,97 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-_EST = [("method", "method", "str"), ("term", "term", "str"), ("estimate", "estimate", "num"),
-        ("std_error", "std. error", "num"), ("lower", "lower", "num"), ("upper", "upper", "num")]  # fmt: skip
-_LR = [("method", "method", "str"), ("estimate", "long-run effect", "num"), ("std_error", "std. error", "num"),
-       ("lower", "lower", "num"), ("upper", "upper", "num")]  # fmt: skip
-_DIAG = [("name", "check", "str"), ("variable", "variable", "str"), ("statistic", "statistic", "num"),
-         ("pvalue", "p-value", "p"), ("verdict", "verdict", "str"), ("note", "note", "str")]  # fmt: skip
+_EST = [
+    ("method", "method", "str"),
+    ("term", "term", "str"),
+    ("estimate", "estimate", "num"),
+    ("std_error", "std. error", "num"),
+    ("lower", "lower", "num"),
+    ("upper", "upper", "num"),
+]
+_LR = [
+    ("method", "method", "str"),
+    ("estimate", "long-run effect", "num"),
+    ("std_error", "std. error", "num"),
+    ("lower", "lower", "num"),
+    ("upper", "upper", "num"),
+]
+_DIAG = [
+    ("name", "check", "str"),
+    ("variable", "variable", "str"),
+    ("statistic", "statistic", "num"),
+    ("pvalue", "p-value", "p"),
+    ("verdict", "verdict", "str"),
+    ("note", "note", "str"),
+]
 
 
 def _audit_section(r: Mapping[str, Any], files: Mapping[str, str]) -> dict[str, Any]:
     a, spec = r["audit"], r["spec"]
     facts = [
-        ("teams", a["teams"]), ("weeks", a["weeks"]), ("first week", a["first_week"]), ("last week", a["last_week"]),
-        ("team-weeks (rows)", a["rows"]), ("balanced", "yes" if a["balanced"] else "no"),
+        ("teams", a["teams"]),
+        ("weeks", a["weeks"]),
+        ("first week", a["first_week"]),
+        ("last week", a["last_week"]),
+        ("team-weeks (rows)", a["rows"]),
+        ("balanced", "yes" if a["balanced"] else "no"),
         ("team-weeks missing from a full panel", a["missing_team_weeks"]),
-        ("gaps inside a team's series", a["gaps_inside_teams"]), ("teams with gaps", a["teams_with_gaps"]),
-        ("teams joining late", a["teams_joining_late"]), ("teams leaving early", a["teams_leaving_early"]),
+        ("gaps inside a team's series", a["gaps_inside_teams"]),
+        ("teams with gaps", a["teams_with_gaps"]),
+        ("teams joining late", a["teams_joining_late"]),
+        ("teams leaving early", a["teams_leaving_early"]),
         ("teams reaching the onset threshold", a["cohorts"]["treated_teams"]),
         ("teams never reaching it", a["cohorts"]["never_treated_teams"]),
         ("first / last onset week", f"{a['cohorts']['first_onset']} / {a['cohorts']['last_onset']}"),
-    ]  # fmt: skip
+    ]
     sh = a["share"]
     share_rows = [{"stat": "mean", "value": sh["mean"]}, {"stat": "SD", "value": sh["sd"]}]
     share_rows += [{"stat": f"quantile {k}", "value": v} for k, v in sh["quantiles"].items()]
     share_rows += [
         {"stat": "share of team-weeks at 0", "value": sh["share_of_team_weeks_at_zero"]},
-        {"stat": f"share of team-weeks at or above {a['onset_threshold']:g}",
-         "value": sh["share_of_team_weeks_at_or_above_threshold"]},
+        {
+            "stat": f"share of team-weeks at or above {a['onset_threshold']:g}",
+            "value": sh["share_of_team_weeks_at_or_above_threshold"],
+        },
         {"stat": "mean in the last week", "value": sh["mean_in_last_week"]},
-    ]  # fmt: skip
+    ]
     blocks = [
         _p(f"Data: {spec['data']} ({spec['entity']} x {spec['time']}); treatment {spec['treatment']!r}."),
-        table([{"k": k, "v": v} for k, v in facts], [("k", "fact", "str"), ("v", "value", "num")],
-              caption="The panel", table_id="audit"),
-        table(a["missingness"], [("column", "column", "str"), ("missing", "missing", "int"),
-                                 ("share_missing", "share missing", "num")], caption="Missing values"),
-        table(share_rows, [("stat", "statistic", "str"), ("value", f"{spec['treatment']}", "num")],
-              caption="Distribution of the share"),
+        table(
+            [{"k": k, "v": v} for k, v in facts],
+            [("k", "fact", "str"), ("v", "value", "num")],
+            caption="The panel",
+            table_id="audit",
+        ),
+        table(
+            a["missingness"],
+            [("column", "column", "str"), ("missing", "missing", "int"), ("share_missing", "share missing", "num")],
+            caption="Missing values",
+        ),
+        table(
+            share_rows,
+            [("stat", "statistic", "str"), ("value", f"{spec['treatment']}", "num")],
+            caption="Distribution of the share",
+        ),
         *_fig(files, "adoption_by_cohort.png"),
         *_fig(files, "share_distribution.png"),
-    ]  # fmt: skip
+    ]
     return {"title": "Data audit", "id": "audit", "blocks": blocks}
 
 
 def _metrics_section(r: Mapping[str, Any]) -> dict[str, Any]:
-    rows = [{"name": m["name"], "from": ", ".join(m["from"]), "description": m["description"]}
-            for m in r["metrics_derived"]]  # fmt: skip
+    rows = [
+        {"name": m["name"], "from": ", ".join(m["from"]), "description": m["description"]} for m in r["metrics_derived"]
+    ]
     blocks = [
-        table(rows, [("name", "metric", "str"), ("from", "computed from", "str"), ("description", "meaning", "str")],
-              caption="Metrics derived from raw telemetry columns", table_id="metrics"),
+        table(
+            rows,
+            [("name", "metric", "str"), ("from", "computed from", "str"), ("description", "meaning", "str")],
+            caption="Metrics derived from raw telemetry columns",
+            table_id="metrics",
+        ),
         _p("Used as given in the data: " + (", ".join(r["columns_used_as_given"]) or "none") + "."),
-    ]  # fmt: skip
+    ]
     if not rows:
         blocks[0] = _p("No metric was derived: every outcome and control is a column of the data.")
     return {"title": "Metrics", "id": "metrics", "blocks": blocks}
@@ -153,42 +195,81 @@ def _outcome_section(y: str, o: Mapping[str, Any], share: str, files: Mapping[st
     lr_rows = [{"method": m, **v} for m, v in o["long_run"].items()]
     blocks: list[dict[str, Any]] = [
         _p(f"Model: {o['formula']}, with team and week effects; the long-run effect is gamma / (1 - beta)."),
-        table(o["estimates"], _EST, caption="Main estimates, side by side", table_id=f"estimates-{_slug(y)}",
-              css="estimates"),
+        table(
+            o["estimates"],
+            _EST,
+            caption="Main estimates, side by side",
+            table_id=f"estimates-{_slug(y)}",
+            css="estimates",
+        ),
         table(lr_rows, _LR, caption="Long-run effects", table_id=f"long-run-{_slug(y)}"),
         *_fig(files, f"estimates_{slug}.png"),
-        table([rec], [("method", "recommended method", "str"), ("estimate", "estimate", "num"),
-                      ("std_error", "std. error", "num"), ("lower", "lower", "num"), ("upper", "upper", "num")],
-              caption=f"Recommended estimate of the effect of {share}", table_id=f"recommended-{_slug(y)}"),
-        _p(f"Long-run effect of the recommended fit: {fmt(lr['estimate'])} ({fmt(lr['lower'])} to "
-           f"{fmt(lr['upper'])})."),
+        table(
+            [rec],
+            [
+                ("method", "recommended method", "str"),
+                ("estimate", "estimate", "num"),
+                ("std_error", "std. error", "num"),
+                ("lower", "lower", "num"),
+                ("upper", "upper", "num"),
+            ],
+            caption=f"Recommended estimate of the effect of {share}",
+            table_id=f"recommended-{_slug(y)}",
+        ),
+        _p(
+            f"Long-run effect of the recommended fit: {fmt(lr['estimate'])} ({fmt(lr['lower'])} to {fmt(lr['upper'])})."
+        ),
         _p("Why: " + rec["reason"]),
-        table(o["diagnostics"], _DIAG, caption="Diagnostics", table_id=f"diagnostics-{_slug(y)}",
-              css="diagnostics"),
-    ]  # fmt: skip
+        table(o["diagnostics"], _DIAG, caption="Diagnostics", table_id=f"diagnostics-{_slug(y)}", css="diagnostics"),
+    ]
     w = o["without_flagged_controls"]
     if o["flagged_controls"]:
         blocks += [
-            _p(f"Controls that respond to adoption: {', '.join(o['flagged_controls'])}. Holding a mediator fixed "
-               f"removes the part of the effect that runs through it; the estimates without them ({w['formula']}):"),
-            table(w["estimates"], _EST, caption="Estimates without the flagged controls",
-                  table_id=f"without-controls-{_slug(y)}"),
-            table([{"method": m, **v} for m, v in w["long_run"].items()], _LR,
-                  caption="Long-run effects without the flagged controls"),
-        ]  # fmt: skip
+            _p(
+                f"Controls that respond to adoption: {', '.join(o['flagged_controls'])}. Holding a mediator fixed "
+                f"removes the part of the effect that runs through it; the estimates without them ({w['formula']}):"
+            ),
+            table(
+                w["estimates"],
+                _EST,
+                caption="Estimates without the flagged controls",
+                table_id=f"without-controls-{_slug(y)}",
+            ),
+            table(
+                [{"method": m, **v} for m, v in w["long_run"].items()],
+                _LR,
+                caption="Long-run effects without the flagged controls",
+            ),
+        ]
     d = o["rollout_design"]
     if d["estimates"]:
-        blocks.append(table(d["estimates"], _EST, caption="Rollout design: onset at the share threshold",
-                            table_id=f"rollout-{_slug(y)}"))  # fmt: skip
+        blocks.append(
+            table(
+                d["estimates"],
+                _EST,
+                caption="Rollout design: onset at the share threshold",
+                table_id=f"rollout-{_slug(y)}",
+            )
+        )
     blocks += _fig(files, f"event_study_{slug}.png")
     if d["honest"]:
-        blocks.append(table(d["honest"], [("M", "M", "num"), ("lower", "lower", "num"), ("upper", "upper", "num")],
-                            caption=f"HonestDiD (smoothness, FLCI) for e0; breakdown value M = "
-                                    f"{fmt(d['breakdown']) or 'none on the grid'}"))  # fmt: skip
+        blocks.append(
+            table(
+                d["honest"],
+                [("M", "M", "num"), ("lower", "lower", "num"), ("upper", "upper", "num")],
+                caption=f"HonestDiD (smoothness, FLCI) for the mean post-onset effect; breakdown M = "
+                f"{fmt(d['breakdown']) or 'none on the grid'}",
+            )
+        )
     blocks += _fig(files, f"honest_{slug}.png") + _fig(files, f"twfe_weights_{slug}.png")
     if o["failed_methods"]:
-        blocks.append({"type": "list", "title": "Methods that failed",
-                       "items": [f"{m}: {msg}" for m, msg in o["failed_methods"].items()]})  # fmt: skip
+        blocks.append(
+            {
+                "type": "list",
+                "title": "Methods that failed",
+                "items": [f"{m}: {msg}" for m, msg in o["failed_methods"].items()],
+            }
+        )
     return {"title": f"Outcome: {y}", "id": f"outcome-{_slug(y)}", "blocks": blocks}
 
 
@@ -205,17 +286,30 @@ def _savings_section(s: Mapping[str, Any]) -> dict[str, Any]:
     ]
     blocks = [
         _p(describe(s)),
-        table(rows, [("q", "quantity", "str"), ("estimate", "estimate", "num"), ("lower", f"lower ({pct}%)", "num"),
-                     ("upper", f"upper ({pct}%)", "num")], caption="Savings", table_id="savings"),  # fmt: skip
-        _p(f"From the recommended fit for {s['outcome']} ({s['method']}); intervals from {s['draws_from']}. "
-           f"Developer-weeks {fmt(s['developer_weeks'], 'int')} ({fmt(s['engineering_years_used'])} engineering-years "
-           f"at {fmt(s['weeks_per_year'])} weeks a year); cost from {s['cost_source']}."),
-        _p("Formula: the share adds E_it = gamma * sum_k beta^k s_i,t-k to each team-week's rate (weeks before the "
-           "data and missing weeks count as share 0). The output due to adoption is X = sum E_it d_it out of the "
-           "observed Y = sum y_it d_it (d: developers), so at constant output adoption saved the share X / Y of the "
-           "developer time and cost: engineering-years = X / Y * developer-weeks / weeks per year, money = X / Y * "
-           "cost, CTS-SW change = -X / Y (throughput change p = X / (Y - X))."),
-    ]  # fmt: skip
+        table(
+            rows,
+            [
+                ("q", "quantity", "str"),
+                ("estimate", "estimate", "num"),
+                ("lower", f"lower ({pct}%)", "num"),
+                ("upper", f"upper ({pct}%)", "num"),
+            ],
+            caption="Savings",
+            table_id="savings",
+        ),
+        _p(
+            f"From the recommended fit for {s['outcome']} ({s['method']}); intervals from {s['draws_from']}. "
+            f"Developer-weeks {fmt(s['developer_weeks'], 'int')} ({fmt(s['engineering_years_used'])} engineering-years "
+            f"at {fmt(s['weeks_per_year'])} weeks a year); cost from {s['cost_source']}."
+        ),
+        _p(
+            "Formula: the share adds E_it = gamma * sum_k beta^k s_i,t-k to each team-week's rate (weeks before the "
+            "data and missing weeks count as share 0). The output due to adoption is X = sum E_it d_it out of the "
+            "observed Y = sum y_it d_it (d: developers), so at constant output adoption saved the share X / Y of the "
+            "developer time and cost: engineering-years = X / Y * developer-weeks / weeks per year, money = X / Y * "
+            "cost, CTS-SW change = -X / Y (throughput change p = X / (Y - X))."
+        ),
+    ]
     return {"title": "Savings", "id": "savings", "blocks": blocks}
 
 
@@ -224,25 +318,46 @@ def _summary_section(r: Mapping[str, Any]) -> dict[str, Any]:
     for y, o in r["outcomes"].items():
         rec = o["recommended"]
         fails = [d["name"] for d in o["diagnostics"] if d["verdict"] == "fail"]
-        rows.append({"outcome": y, "method": rec["method"], "estimate": rec["estimate"], "lower": rec["lower"],
-                     "upper": rec["upper"], "long_run": rec["long_run"]["estimate"],
-                     "fails": ", ".join(fails) or "none"})  # fmt: skip
+        rows.append(
+            {
+                "outcome": y,
+                "method": rec["method"],
+                "estimate": rec["estimate"],
+                "lower": rec["lower"],
+                "upper": rec["upper"],
+                "long_run": rec["long_run"]["estimate"],
+                "fails": ", ".join(fails) or "none",
+            }
+        )
     blocks = [
-        table(rows, [("outcome", "outcome", "str"), ("method", "recommended", "str"), ("estimate", "effect", "num"),
-                     ("lower", "lower", "num"), ("upper", "upper", "num"), ("long_run", "long-run", "num"),
-                     ("fails", "failed checks", "str")], caption="Recommended estimates", table_id="summary"),
+        table(
+            rows,
+            [
+                ("outcome", "outcome", "str"),
+                ("method", "recommended", "str"),
+                ("estimate", "effect", "num"),
+                ("lower", "lower", "num"),
+                ("upper", "upper", "num"),
+                ("long_run", "long-run", "num"),
+                ("fails", "failed checks", "str"),
+            ],
+            caption="Recommended estimates",
+            table_id="summary",
+        ),
         _p(describe(r["savings"])),
-    ]  # fmt: skip
+    ]
     return {"title": "Summary", "id": "summary", "blocks": blocks}
 
 
 def _repro_section(r: Mapping[str, Any]) -> dict[str, Any]:
     spec = [{"k": k, "v": ", ".join(map(str, v)) if isinstance(v, list) else v} for k, v in r["spec"].items()]
     blocks = [
-        _p(f"causalcts {r['causalcts_version']}; methods fitted: {', '.join(r['methods'])}; "
-           f"analysis time {fmt(r['elapsed_seconds'])} s."),
+        _p(
+            f"causalcts {r['causalcts_version']}; methods fitted: {', '.join(r['methods'])}; "
+            f"analysis time {fmt(r['elapsed_seconds'])} s."
+        ),
         table(spec, [("k", "key", "str"), ("v", "value", "num")], caption="The spec, with defaults filled in"),
-    ]  # fmt: skip
+    ]
     return {"title": "Reproducibility", "id": "reproducibility", "blocks": blocks}
 
 
@@ -253,8 +368,13 @@ def _single(r: Mapping[str, Any]) -> list[dict[str, Any]]:
     sections += [_outcome_section(y, o, share, files) for y, o in r["outcomes"].items()]
     sections.append(_savings_section(r["savings"]))
     if r["warnings"]:
-        sections.append({"title": "Warnings raised during the analysis", "id": "warnings",
-                         "blocks": [{"type": "list", "title": "", "items": r["warnings"]}]})  # fmt: skip
+        sections.append(
+            {
+                "title": "Warnings raised during the analysis",
+                "id": "warnings",
+                "blocks": [{"type": "list", "title": "", "items": r["warnings"]}],
+            }
+        )
     sections.append(_repro_section(r))
     return sections
 
@@ -266,41 +386,79 @@ def _several(r: Mapping[str, Any]) -> list[dict[str, Any]]:
         links.append({"href": f"{slug}/report.html", "text": f"{e['name']}: full report"})
         for y, o in e["outcomes"].items():
             rec = o["recommended"]
-            rows.append({"experiment": e["name"], "outcome": y, "method": rec["method"], "estimate": rec["estimate"],
-                         "lower": rec["lower"], "upper": rec["upper"], "long_run": rec["long_run"]["estimate"],
-                         "years": e["savings"]["engineering_years"]["estimate"]})  # fmt: skip
+            rows.append(
+                {
+                    "experiment": e["name"],
+                    "outcome": y,
+                    "method": rec["method"],
+                    "estimate": rec["estimate"],
+                    "lower": rec["lower"],
+                    "upper": rec["upper"],
+                    "long_run": rec["long_run"]["estimate"],
+                    "years": e["savings"]["engineering_years"]["estimate"],
+                }
+            )
     blocks = [
-        table(rows, [("experiment", "experiment", "str"), ("outcome", "outcome", "str"),
-                     ("method", "recommended", "str"), ("estimate", "effect", "num"), ("lower", "lower", "num"),
-                     ("upper", "upper", "num"), ("long_run", "long-run", "num"),
-                     ("years", "engineering-years saved", "num")],
-              caption="Recommended estimates by experiment", table_id="estimates-experiments", css="estimates"),
+        table(
+            rows,
+            [
+                ("experiment", "experiment", "str"),
+                ("outcome", "outcome", "str"),
+                ("method", "recommended", "str"),
+                ("estimate", "effect", "num"),
+                ("lower", "lower", "num"),
+                ("upper", "upper", "num"),
+                ("long_run", "long-run", "num"),
+                ("years", "engineering-years saved", "num"),
+            ],
+            caption="Recommended estimates by experiment",
+            table_id="estimates-experiments",
+            css="estimates",
+        ),
         {"type": "links", "items": links},
-    ]  # fmt: skip
+    ]
     sections = [{"title": "Experiments", "id": "experiments", "blocks": blocks}]
     pooled = r["pooled"]
     pblocks: list[dict[str, Any]] = []
     if not pooled or not pooled.get("done"):
         pblocks.append(_p("Pooled view not done: " + ((pooled or {}).get("reason") or "no pooling available") + "."))
     else:
-        pblocks.append(_p(f"Partial pooling (causalcts.bayes.pooling.pool) of the {pooled['quantity']} of each "
-                          "outcome: each experiment's effect is shrunk towards the average mu by as much as its own "
-                          "standard error is large against the spread tau between experiments."))  # fmt: skip
+        pblocks.append(
+            _p(
+                f"Partial pooling (causalcts.bayes.pooling.pool) of the {pooled['quantity']} of each "
+                "outcome: each experiment's effect is shrunk towards the average mu by as much as its own "
+                "standard error is large against the spread tau between experiments."
+            )
+        )
         for y, p in pooled["outcomes"].items():
             if not p.get("done"):
                 pblocks.append(_p(f"{y}: not pooled ({p['reason']})."))
                 continue
-            pblocks.append(table(p["experiments"], [("experiment", "experiment", "str"),
-                                                     ("estimate", "own estimate", "num"), ("lower", "lower", "num"),
-                                                     ("upper", "upper", "num"), ("pooled_mean", "pooled", "num"),
-                                                     ("pooled_lower", "pooled lower", "num"),
-                                                     ("pooled_upper", "pooled upper", "num")],
-                                 caption=f"Pooled long-run effect on {y}", table_id=f"pooled-{_slug(y)}"))  # fmt: skip
-            pblocks.append(_p(f"Average effect mu {fmt(p['mu']['estimate'])} ({fmt(p['mu']['lower'])} to "
-                              f"{fmt(p['mu']['upper'])}); between-rollout SD tau {fmt(p['tau']['estimate'])}; a new "
-                              f"rollout: {fmt(p['new_rollout']['estimate'])} ({fmt(p['new_rollout']['lower'])} to "
-                              f"{fmt(p['new_rollout']['upper'])}). Priors: mu ~ {p['priors']['mu']}, tau ~ "
-                              f"{p['priors']['tau']}."))  # fmt: skip
+            pblocks.append(
+                table(
+                    p["experiments"],
+                    [
+                        ("experiment", "experiment", "str"),
+                        ("estimate", "own estimate", "num"),
+                        ("lower", "lower", "num"),
+                        ("upper", "upper", "num"),
+                        ("pooled_mean", "pooled", "num"),
+                        ("pooled_lower", "pooled lower", "num"),
+                        ("pooled_upper", "pooled upper", "num"),
+                    ],
+                    caption=f"Pooled long-run effect on {y}",
+                    table_id=f"pooled-{_slug(y)}",
+                )
+            )
+            pblocks.append(
+                _p(
+                    f"Average effect mu {fmt(p['mu']['estimate'])} ({fmt(p['mu']['lower'])} to "
+                    f"{fmt(p['mu']['upper'])}); between-rollout SD tau {fmt(p['tau']['estimate'])}; a new "
+                    f"rollout: {fmt(p['new_rollout']['estimate'])} ({fmt(p['new_rollout']['lower'])} to "
+                    f"{fmt(p['new_rollout']['upper'])}). Priors: mu ~ {p['priors']['mu']}, tau ~ "
+                    f"{p['priors']['tau']}."
+                )
+            )
             pblocks += _fig(files, f"pooled_{_slug(y).replace('-', '_')}.png")
     sections.append({"title": "Pooled view", "id": "pooled", "blocks": pblocks})
     return sections
@@ -341,6 +499,5 @@ def render(results: Mapping[str, Any], images: Mapping[str, bytes], *, kind: str
     env = _environment()
     env.filters["md"] = _md_cell
     encoded = {name: base64.b64encode(data).decode("ascii") for name, data in images.items()}
-    context = {"title": title, "sections": sections, "images": encoded,
-               "version": results.get("causalcts_version", "")}  # fmt: skip
+    context = {"title": title, "sections": sections, "images": encoded, "version": results.get("causalcts_version", "")}
     return env.get_template("report.html.j2").render(**context), env.get_template("report.md.j2").render(**context)

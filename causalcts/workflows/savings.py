@@ -239,8 +239,11 @@ def savings(
     b = np.asarray(persistence_draws, dtype=float)
     g = np.asarray(effect_draws, dtype=float)
     share_draws = _share_saved(inputs, b, g)
-    point = float(share_draws.mean()) if bayesian else float(_share_saved(inputs, np.array([persistence]),
-                                                                          np.array([effect]))[0])  # fmt: skip
+    point = (
+        float(share_draws.mean())
+        if bayesian
+        else float(_share_saved(inputs, np.array([persistence]), np.array([effect]))[0])
+    )
     share_draws = share_draws[np.isfinite(share_draws)]
     years = inputs.developer_weeks / weeks_per_year
 

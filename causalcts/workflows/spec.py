@@ -316,10 +316,10 @@ def parse_spec(table: Mapping[str, Any], *, source: str | None = None, base: str
     ...                     "treatment": "ai_share", "outcomes": ["cr_velocity"]})
     >>> spec.onset_threshold, spec.window, spec.cluster_column
     (0.5, (6, 6), 'team')
-    >>> parse_spec({"name": "A", "colour": "red"})
+    >>> parse_spec({"name": "A", "seeds": 3})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    causalcts.errors.SpecificationError: In the spec: unknown key(s) ['colour']; allowed keys are [...]
+    causalcts.errors.SpecificationError: In the spec: unknown key(s) ['seeds'] (did you mean 'seed' for 'seeds'?); ...
     """
     if not isinstance(table, Mapping):
         raise SpecificationError(f"A spec must be a table of keys, not {type(table).__name__}.")
@@ -419,9 +419,7 @@ def _check_columns(spec: RolloutSpec, frame: pd.DataFrame) -> dict[str, tuple[st
     for key in ("entity", "time", "treatment", "cluster"):
         col = getattr(spec, key)
         if col is not None and col not in frame.columns:
-            raise MissingColumnError(
-                f"Key {key!r} = {col!r} is not a column of {spec.data}; columns are {cols}."
-            )
+            raise MissingColumnError(f"Key {key!r} = {col!r} is not a column of {spec.data}; columns are {cols}.")
     derived: dict[str, tuple[str, ...]] = {}
     for key in ("outcomes", "controls"):
         for name in getattr(spec, key):
@@ -505,8 +503,11 @@ def load_data(spec: RolloutSpec) -> RolloutData:
         )
     with_metrics = metrics.derive(raw, list(derived), unit="deployments") if derived else raw
     extras = [c for c in (spec.developers, "dev_cost") if c in raw.columns]
-    keep = list(dict.fromkeys([spec.entity, spec.time, spec.treatment, *spec.outcomes, *spec.controls,
-                               spec.cluster_column, *extras]))  # fmt: skip
+    keep = list(
+        dict.fromkeys(
+            [spec.entity, spec.time, spec.treatment, *spec.outcomes, *spec.controls, spec.cluster_column, *extras]
+        )
+    )
     frame = with_metrics[keep].copy()
     period = (periods - periods.min()).astype(np.int64)
     labels = dict(zip(period.tolist(), raw[spec.time].astype(str).tolist()))

@@ -16,8 +16,19 @@ import pandas as pd
 import causalcts
 
 HERE = Path(__file__).resolve().parent
-RAW = ["team", "week", "developers", "crs_merged", "deployments", "rollbacks", "interventions", "pages",
-       "oncall_builders", "ai_share", "dev_cost"]  # fmt: skip
+RAW = [
+    "team",
+    "week",
+    "developers",
+    "crs_merged",
+    "deployments",
+    "rollbacks",
+    "interventions",
+    "pages",
+    "oncall_builders",
+    "ai_share",
+    "dev_cost",
+]
 N_TEAMS, N_WEEKS = 120, 30
 
 #: name -> (title, simulate() keywords, whether the week is written as dates)
@@ -57,8 +68,9 @@ def main() -> None:
         truths[name] = sim.truth
     shared = "\n".join(SPEC.splitlines()[2:]) + "\n"
     listing = "".join(f'\n[[experiments]]\nname = "{t}"\ndata = "{n}.csv"\n' for t, n in experiments)
-    (HERE / "all.toml").write_text("# The three rollouts of this folder, analysed side by side and pooled.\n"
-                                   + shared + listing)  # fmt: skip
+    (HERE / "all.toml").write_text(
+        "# The three rollouts of this folder, analysed side by side and pooled.\n" + shared + listing
+    )
     for name, t in truths.items():
         print(name, "effect", dict(t.effect), "long-run", dict(t.long_run_effect), "total", dict(t.total_effect))
 
