@@ -1,0 +1,600 @@
+"""Every number and table of the paper, read from results files (``paper/build.py`` calls :func:`collect`).
+
+Nothing here is typed by hand: each value is read from a JSON or Parquet file of results, from a grid or criteria
+TOML written before the run, from the method registry, or computed from those (the Nickell formula, ratios). Each
+number group records the file it came from, so ``paper/REPRODUCE.md`` can say where every number comes from.
+
+Numbers are strings, already formatted (the manuscript prints them as they are); flags are booleans that switch
+text on what exists (for example whether the paper grid has been run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+#: Methods of the recovery grids as the paper names them (labels only, no numbers).
+METHOD_NAMES = {
+    "within": "within (FE)",
+    "bias-corrected": "bias-corrected FE",
+    "jackknife": "half-panel jackknife",
+    "diff-gmm": "difference GMM",
+    "sys-gmm": "system GMM",
+    "bayes": "Bayesian dynamic panel",
+}
+
+
+def fx(v: float, digits: int = 3) -> str:
+    """A float with ``digits`` decimals; the minus sign of a negative number as a true minus."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    s = f"{v:.{digits}f}"
+    return s.replace("-", "\u2212") if s.startswith("-") else s
+
+
+def fint(v: float) -> str:
+    """An integer with thousands separators."""
+    return f"{round(v):,}"
+
+
+def fsig(v: float, sig: int = 2) -> str:
+    """A number with ``sig`` significant digits, scientific notation for tiny values (``3e-11``)."""
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-3:
+        return f"{v:.0e}".replace("e-0", "e-").replace("-", "\u2212")
+    return f"{v:.{sig}g}"
+
+
+@dataclass
+class Collected:
+    """What :func:`collect` returns: numbers, flags, tables and where each group came from."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, bool] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, group: str, inputs: list[Path], script: str, values: dict[str, str]) -> None:
+        for k, v in values.items():
+            self.values[f"{group}.{k}"] = v
+        src = self.sources.setdefault(group, {"inputs": [], "script": script, "keys": 0})
+        src["inputs"] = sorted({*src["inputs"], *(str(p) for p in inputs)})
+        src["keys"] += len(values)
+
+    def table(self, name: str, columns: list[str], rows: list[list[str]], inputs: list[Path], script: str) -> None:
+        self.tables[name] = {"columns": columns, "rows": rows}
+        self.sources[f"table:{name}"] = {"inputs": [str(p) for p in inputs], "script": script, "keys": len(rows)}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# --------------------------------------------------------------------------------------------------- benchmarks
+def speed(c: Collected, res: Path) -> None:
+    """Speed against peers: benchmarks/results/{estimators,reml,bayes,gpu,mlsem}.json."""
+    script = "paper/scripts/numbers.py:speed"
+    rows: list[list[str]] = []
+    est_path = res / "estimators.json"
+    est = _load(est_path)
+    g = est.get("diff_gmm_2000x104")
+    if g:
+        o, p = g["ours"], g["pydynpd"]
+        c.put(
+            "gmm",
+            [est_path],
+            script,
+            {
+                "teams": fint(2000),
+                "weeks": fint(104),
+                "ours_s": fx(o["seconds"], 2),
+                "ours_mb": fint(o["peak_rss_mb"]),
+                "peer_s": fx(p["seconds"], 1),
+                "peer_mb": fint(p["peak_rss_mb"]),
+                "speedup": fx(g["speedup"], 1),
+                "param_diff": fsig(g["max_abs_param_diff"]),
+                "instruments": fint(o["n_instruments"]),
+            },
+        )
+        rows.append(
+            [
+                "difference GMM, 2,000 × 104",
+                f"{fx(o['seconds'], 2)} s",
+                f"pydynpd {fx(p['seconds'], 1)} s",
+                f"{fx(g['speedup'], 1)}×",
+            ]
+        )
+    w = est.get("within_2000x260")
+    if w:
+        c.put(
+            "within",
+            [est_path],
+            script,
+            {
+                "ours_s": fx(w["ours"]["seconds"], 3),
+                "pyfixest_s": fx(w["pyfixest"]["seconds"], 3),
+                "pyfixest_ratio": fx(w["speedup"], 2),
+                "linearmodels_s": fx(w["linearmodels"]["seconds"], 1),
+                "linearmodels_ratio": fx(w["speedup_vs_linearmodels"], 0),
+                "param_diff": fsig(w["max_abs_param_diff"]),
+            },
+        )
+        rows.append(
+            [
+                "within/TWFE, 2,000 × 260",
+                f"{fx(w['ours']['seconds'], 3)} s",
+                f"pyfixest {fx(w['pyfixest']['seconds'], 3)} s",
+                f"{fx(w['speedup'], 2)}×",
+            ]
+        )
+        rows.append(
+            [
+                "within/TWFE, 2,000 × 260",
+                f"{fx(w['ours']['seconds'], 3)} s",
+                f"linearmodels {fx(w['linearmodels']['seconds'], 1)} s",
+                f"{fx(w['speedup_vs_linearmodels'], 0)}×",
+            ]
+        )
+    r_path = res / "reml.json"
+    r = _load(r_path)
+    if r:
+        c.put(
+            "reml",
+            [r_path],
+            script,
+            {
+                "teams": fint(r["teams"]),
+                "weeks": fint(r["weeks"]),
+                "ours_s": fx(r["causalcts_seconds"], 2),
+                "peer_s": fx(r["statsmodels_seconds"], 1),
+                "speedup": fx(r["speedup"], 1),
+                "param_diff": fsig(r["max_abs_param_diff"]),
+            },
+        )
+        rows.append(
+            [
+                f"REML, {fint(r['teams'])} × {fint(r['weeks'])}",
+                f"{fx(r['causalcts_seconds'], 2)} s",
+                f"statsmodels {fx(r['statsmodels_seconds'], 1)} s",
+                f"{fx(r['speedup'], 1)}×",
+            ]
+        )
+    b_path = res / "bayes.json"
+    b = _load(b_path)
+    if b.get("integrated"):
+        i, d = b["integrated"], b.get("dynamic", {})
+        naive = [b.get(k, {}) for k in ("naive_noncentred", "naive_centred")]
+        timeouts = [n for n in naive if "error" in n and "draws" in n]
+        bound = ""
+        if timeouts:
+            best_naive = max(4 * n["draws"] / n["fit_seconds"] for n in timeouts)
+            bound = fx((i["min_ess_bulk"] / i["fit_seconds"]) / best_naive, 0)
+        vals = {
+            "teams": fint(b["teams"]),
+            "weeks": fint(b["weeks"]),
+            "rows": fint(b["teams"] * b["weeks"]),
+            "mixed_s": fx(i["fit_seconds"], 1),
+            "mixed_ess": fint(i["min_ess_bulk"]),
+            "mixed_rhat": fx(i["max_rhat"], 2),
+            "dynamic_s": fx(d.get("fit_seconds", float("nan")), 1),
+            "dynamic_ess": fint(d.get("min_ess_bulk", 0)),
+            "dynamic_rhat": fx(d.get("max_rhat", float("nan")), 2),
+            "naive_timeout_s": fint(timeouts[0]["fit_seconds"]) if timeouts else "n/a",
+            "naive_draws": fint(timeouts[0]["draws"]) if timeouts else "n/a",
+            "ratio_bound": bound or "n/a",
+        }
+        for k, v in i.get("params", {}).items():
+            vals[f"mixed_param.{k}"] = fx(v, 3)
+        c.put("bayes", [b_path], script, vals)
+        c.flags["bayes_naive_timed_out"] = bool(timeouts)
+        rows.append(
+            [
+                f"NUTS mixed model, {fint(b['teams'])} × {fint(b['weeks'])}",
+                f"{fx(i['fit_seconds'], 1)} s (min ESS {fint(i['min_ess_bulk'])})",
+                "naive PyMC: " + (f"not done in {fint(timeouts[0]['fit_seconds'])} s" if timeouts else "see JSON"),
+                f"≥ {bound}× ESS/s" if bound else "n/a",
+            ]
+        )
+    gpu_path = res / "gpu.json"
+    gpu = _load(gpu_path)
+    if gpu:
+        vals = {}
+        for key, v in gpu.items():
+            if isinstance(v, dict) and "seconds" in v:
+                vals[f"{key}.rows"] = fint(v["rows"])
+                vals[f"{key}.s"] = fx(v["seconds"], 0)
+                vals[f"{key}.ess"] = fint(v["min_ess_bulk"])
+        c.put("gpu", [gpu_path], script, vals)
+    m_path = res / "mlsem.json"
+    m = _load(m_path)
+    if m:
+        c.put(
+            "mlsem",
+            [m_path],
+            script,
+            {
+                "teams": fint(m["n_teams"]),
+                "weeks": fint(m["n_weeks"]),
+                "s": fx(m["seconds_robust"], 0),
+                "params": fint(m["n_params"]),
+            },
+        )
+        c.flags["mlsem_converged"] = bool(m.get("converged"))
+    c.table(
+        "speed",
+        ["benchmark", "causalcts", "peer", "ratio (peer / causalcts)"],
+        rows,
+        [p for p in (est_path, r_path, b_path) if p.exists()],
+        script,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------- SBC
+def sbc(c: Collected, sbc_json: Path) -> None:
+    """Simulation-based calibration: p-values of rank uniformity (benchmarks/results/sbc.json)."""
+    script = "paper/scripts/numbers.py:sbc"
+    s = _load(sbc_json)
+    rows, pvals, vals = [], [], {}
+    for model, label in (("mixed", "mixed model"), ("dynamic", "dynamic panel")):
+        if model not in s:
+            continue
+        d, u = s[model]["design"], s[model]["uniformity"]
+        size = f"{d['n_groups']} groups × {d['n_per_group']}" if model == "mixed" else f"{d['n_teams']} teams × {d['n_weeks']} weeks"
+        vals.update(
+            {
+                f"{model}.sims": fint(d["n_sims"]),
+                f"{model}.size": size,
+                f"{model}.seconds": fx(s[model]["seconds"], 0),
+                f"{model}.converged_share": fx(d.get("converged_share", float("nan")), 2),
+                f"{model}.seed": str(d.get("seed", "n/a")),
+            }
+        )
+        for q, r in u.items():
+            pvals.append(r["pvalue"])
+            rows.append([label, size, q, fx(r["pvalue"], 3)])
+    if pvals:
+        n, lo = len(pvals), min(pvals)
+        vals.update(
+            {
+                "tests": fint(n),
+                "min_p": fx(lo, 3),
+                # chance that the smallest of n independent uniform p-values is at most lo
+                "min_p_chance": fx(1 - (1 - lo) ** n, 2),
+                "bins": fint(next(iter(next(iter(s.values()))["uniformity"].values()))["df"] + 1),
+            }
+        )
+    c.put("sbc", [sbc_json], script, vals)
+    c.table("sbc", ["model", "size", "quantity", "p-value"], rows, [sbc_json], script)
+
+
+# ------------------------------------------------------------------------------------------------ recovery grids
+def nickell(beta: float, periods: int) -> tuple[float, float]:
+    """Nickell's (1981) asymptotic bias of the within estimator of an AR(1): exact and first order.
+
+    ``periods`` is the number of periods in the regression (T - 1 with a lagged outcome).
+    """
+    t = periods
+    a = 1 - (1 - beta**t) / (t * (1 - beta))
+    exact = -((1 + beta) / (t - 1)) * a / (1 - 2 * beta / ((1 - beta) * (t - 1)) * a)
+    return exact, -(1 + beta) / (t - 1)
+
+
+def _summary_rows(summary: pd.DataFrame, methods_order: list[str]) -> list[list[str]]:
+    rows = []
+    order = {m: i for i, m in enumerate(methods_order)}
+    s = summary.assign(_o=summary["method"].map(order).fillna(99)).sort_values(["design", "_o", "term"])
+    for _, r in s.iterrows():
+        rows.append(
+            [
+                str(r["design"]),
+                METHOD_NAMES.get(r["method"], r["method"]),
+                str(r["term"]),
+                f"{fx(r['bias'], 4)} ({fx(r['bias_mcse'], 4)})",
+                f"{fx(r['rmse'], 4)} ({fx(r['rmse_mcse'], 4)})",
+                f"{fx(r['coverage90'], 3)} ({fx(r['coverage90_mcse'], 3)})",
+                f"{fx(r['coverage95'], 3)} ({fx(r['coverage95_mcse'], 3)})",
+            ]
+        )
+    return rows
+
+
+SUMMARY_COLUMNS = ["design", "method", "term", "bias (MCSE)", "RMSE (MCSE)", "cover 90% (MCSE)", "cover 95% (MCSE)"]
+
+
+def with_design_labels(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add the readable ``design`` column (as ``causalcts.evaluation.montecarlo.summarize`` does) when absent."""
+    if "design" in summary.columns:
+        return summary
+    from causalcts.evaluation.montecarlo import design_label
+
+    knobs = [k for k in ("n_teams", "n_weeks", "persistence", "effect", "selection", "feedback") if k in summary]
+    designs = summary.drop_duplicates("design_id").set_index("design_id")[knobs]
+    varying = [k for k in knobs if designs[k].astype(str).nunique() > 1] or knobs
+    labels = {did: design_label(row.to_dict(), varying) for did, row in designs.iterrows()}
+    return summary.assign(design=summary["design_id"].map(labels))
+
+
+def headline(c: Collected, folder: Path, criteria: dict) -> None:
+    """The headline recovery grid (summary.parquet, grid.json) against the criteria written before the run."""
+    script = "paper/scripts/numbers.py:headline"
+    summ_path, grid_path = folder / "summary.parquet", folder / "grid.json"
+    summary = with_design_labels(pd.read_parquet(summ_path))
+    grid = _load(grid_path)
+    design = grid["designs"][0]
+    vals = {
+        "teams": fint(design["n_teams"]),
+        "weeks": fint(design["n_weeks"]),
+        "persistence": fx(design["persistence"], 1),
+        "effect": fx(design["effect"], 1),
+        "reps": fint(grid["replications"]),
+        "seed": str(grid["seed"]),
+        "methods": fint(len(grid["methods"])),
+    }
+    bayes = grid["methods"].get("bayes", {})
+    vals.update({"bayes_chains": fint(bayes.get("chains", 0)), "bayes_draws": fint(bayes.get("draws", 0))})
+    for _, r in summary.iterrows():
+        k = f"{r['method']}.{r['term']}"
+        for m in ("bias", "bias_mcse", "emp_se", "model_se", "rmse", "rmse_mcse"):
+            vals[f"{k}.{m}"] = fx(r[m], 4)
+        for m in ("coverage90", "coverage90_mcse", "coverage95", "coverage95_mcse"):
+            vals[f"{k}.{m}"] = fx(r[m], 3)
+        vals[f"{k}.converged_share"] = fx(r["converged_share"], 2)
+        vals[f"{k}.unconverged_pct"] = fint(100 * (1 - r["converged_share"]))
+        vals[f"{k}.seconds"] = fx(r["seconds"], 2)
+    # the recommended method against the criteria of paper/criteria.toml
+    rec, term = criteria["recommended_method"], criteria["effect_term"]
+    row = summary[(summary["method"] == rec) & (summary["term"] == term)].iloc[0]
+    ratio = abs(row["bias"]) / row["emp_se"]
+    lo90, hi90 = row["coverage90"] - 1.96 * row["coverage90_mcse"], row["coverage90"] + 1.96 * row["coverage90_mcse"]
+    band = criteria["coverage90_band"]
+    vals.update(
+        {
+            "rec.bias_over_emp_se": fx(ratio, 3),
+            "rec.cov90_lo": fx(lo90, 3),
+            "rec.cov90_hi": fx(hi90, 3),
+        }
+    )
+    c.flags["headline_bias_ok"] = bool(ratio < criteria["bias_over_emp_se_max"])
+    c.flags["headline_coverage_ok"] = bool(band[0] <= lo90 and hi90 <= band[1])
+    # the within estimator's persistence bias against Nickell's formula (T - 1 periods in the regression)
+    beta, periods = float(design["persistence"]), int(design["n_weeks"]) - 1
+    exact, first = nickell(beta, periods)
+    w = summary[(summary["method"] == "within") & (summary["term"].str.startswith("L1."))]
+    if len(w):
+        wb, wm = float(w["bias"].iloc[0]), float(w["bias_mcse"].iloc[0])
+        vals.update(
+            {
+                "nickell.periods": fint(periods),
+                "nickell.exact": fx(exact, 4),
+                "nickell.first": fx(first, 4),
+                "nickell.diff": fx(abs(wb - exact), 4),
+                "nickell.diff_mcse": fx(abs(wb - exact) / wm, 1),
+            }
+        )
+    # CPU time of the run: the per-fit seconds summed over methods and replications
+    per_cell = summary.drop_duplicates("method")["seconds"].sum()
+    vals["cpu_minutes"] = fint(per_cell * grid["replications"] / 60)
+    vals["cell_seconds"] = fx(per_cell, 2)
+    c.put("headline", [summ_path, grid_path], script, vals)
+    c.table(
+        "headline",
+        SUMMARY_COLUMNS,
+        _summary_rows(summary, list(grid["methods"])),
+        [summ_path, grid_path],
+        script,
+    )
+
+
+def grid_designs(c: Collected, grid_toml: Path, name: str) -> None:
+    """The designs and methods of a grid TOML (written before its results were seen)."""
+    from causalcts.evaluation.montecarlo import design_label, load_grid
+
+    script = "paper/scripts/numbers.py:grid_designs"
+    g = load_grid(grid_toml)
+    rows = [[str(i + 1), design_label(d)] for i, d in enumerate(g.designs)]
+    c.table(f"designs_{name}", ["design", "simulator settings"], rows, [grid_toml], script)
+    vals = {
+        "designs": fint(len(g.designs)),
+        "reps": fint(g.replications),
+        "methods": fint(len(g.methods)),
+        "cells": fint(len(g.designs) * g.replications),
+        "method_list": ", ".join(METHOD_NAMES.get(m, m) for m in g.methods),
+        "seed": str(g.seed),
+        "traps": ", ".join(
+            sorted({k for d in g.designs for k, v in d.items() if k not in ("n_teams", "n_weeks", "effect") and v})
+        ),
+    }
+    c.put(f"grid_{name}", [grid_toml], script, vals)
+
+
+def study(c: Collected, folder: Path | None, name: str, methods: list[str]) -> None:
+    """Results of a recovery grid beyond the headline (the paper grid or the quick grid), if they exist."""
+    script = "paper/scripts/numbers.py:study"
+    summ = folder / "summary.parquet" if folder else None
+    c.flags[f"{name}_run"] = bool(summ and summ.exists())
+    if not c.flags[f"{name}_run"]:
+        return
+    summary = with_design_labels(pd.read_parquet(summ))
+    c.table(f"study_{name}", SUMMARY_COLUMNS, _summary_rows(summary, methods), [summ], script)
+    vals = {"rows": fint(len(summary)), "reps_min": fint(summary["n"].min())}
+    trap = summary
+    for k in ("feedback", "selection"):
+        if k in summary:
+            trap = trap[trap[k].fillna(0).astype(float) > 0]
+    if len(trap) < len(summary):
+        w = trap[(trap["method"] == "within") & (trap["term"] == "ai_share")]
+        if len(w):
+            vals["trap.within.ai_share.bias"] = fx(w["bias"].iloc[0], 3)
+            vals["trap.within.ai_share.cov95"] = fx(w["coverage95"].iloc[0], 2)
+    c.put(f"study_{name}", [summ], script, vals)
+
+
+def projection(c: Collected, paper_toml: Path, headline_folder: Path, workers: int = 2) -> None:
+    """Projected time of the paper grid: its cells times the headline grid's per-fit seconds of the same methods."""
+    from causalcts.evaluation.montecarlo import load_grid
+
+    g = load_grid(paper_toml)
+    summ = pd.read_parquet(headline_folder / "summary.parquet").drop_duplicates("method").set_index("method")
+    timed = [m for m in g.methods if m in summ.index]
+    per_cell = float(summ.loc[timed, "seconds"].sum())
+    hours = len(g.designs) * g.replications * per_cell / workers / 3600
+    c.put(
+        "projection",
+        [paper_toml, headline_folder / "summary.parquet"],
+        "paper/scripts/numbers.py:projection",
+        {
+            "hours": fx(hours, 1),
+            "workers": fint(workers),
+            "timed": ", ".join(METHOD_NAMES.get(m, m) for m in timed),
+            "untimed": ", ".join(METHOD_NAMES.get(m, m) for m in g.methods if m not in timed) or "none",
+            "bayes_share": fint(100 * float(summ.loc["bayes", "seconds"]) / per_cell) if "bayes" in timed else "n/a",
+        },
+    )
+
+
+def criteria_values(c: Collected, path: Path) -> dict:
+    """The success criteria of the simulation study (paper/criteria.toml, written before the runs)."""
+    from causalcts.bayes.results import ESS_PER_CHAIN, RHAT_MAX
+
+    crit = tomllib.loads(path.read_text())["criteria"]
+    c.put(
+        "criteria",
+        [path, Path("causalcts/bayes/results.py")],
+        "paper/scripts/numbers.py:criteria_values",
+        {
+            "bias_over_emp_se_max": fx(crit["bias_over_emp_se_max"], 1),
+            "cov90_lo": fx(crit["coverage90_band"][0], 2),
+            "cov90_hi": fx(crit["coverage90_band"][1], 2),
+            "mcse_cov90_target": fx(crit["coverage90_mcse_target"], 2),
+            "level90": fint(100 * crit["levels"][0]),
+            "level95": fint(100 * crit["levels"][1]),
+            "size": fx(crit["nominal_size"], 2),
+            "rhat_max": fx(RHAT_MAX, 2),
+            "ess_min": fint(ESS_PER_CHAIN),
+        },
+    )
+    return crit
+
+
+# -------------------------------------------------------------------------------------------------- registry
+def methods_table(c: Collected) -> None:
+    """The estimators and what each assumes, generated from ``causalcts.registry``."""
+    from causalcts import registry
+
+    rows = [[m.name, m.family, m.description, m.assumes] for m in registry.REGISTRY.values()]
+    c.table(
+        "methods",
+        ["method", "family", "what it is", "what it assumes"],
+        rows,
+        [Path("causalcts/registry.py")],
+        "paper/scripts/numbers.py:methods_table",
+    )
+    c.values["registry.count"] = fint(len(rows))
+    c.values["registry.families"] = fint(len({m.family for m in registry.REGISTRY.values()}))
+
+
+# ------------------------------------------------------------------------------------------- worked example
+def example(c: Collected, folder: Path | None, truth_path: Path | None) -> None:
+    """The ``causalcts analyze`` report of a shipped example rollout (its results.json) and the rollout's truth."""
+    script = "paper/scripts/numbers.py:example"
+    res_path = folder / "results.json" if folder else None
+    c.flags["example_run"] = bool(res_path and res_path.exists())
+    if not c.flags["example_run"]:
+        return
+    r = _load(res_path)
+    a = r["audit"]
+    outcome = r["spec"]["outcomes"][0]
+    o = r["outcomes"][outcome]
+    rec = o["recommended"]
+    vals = {
+        "name": r["name"],
+        "outcome": outcome,
+        "teams": fint(a["teams"]),
+        "weeks": fint(a["weeks"]),
+        "rows": fint(a["rows"]),
+        "treated": fint(a["cohorts"]["treated_teams"]),
+        "never": fint(a["cohorts"]["never_treated_teams"]),
+        "share_mean": fx(a["share"]["mean"], 2),
+        "share_last": fx(a["share"]["mean_in_last_week"], 2),
+        "threshold": fx(a["onset_threshold"], 1),
+        "methods": fint(len(r["methods"])),
+        "rec.method": rec["method"],
+        "rec.estimate": fx(rec["estimate"], 3),
+        "rec.lower": fx(rec["lower"], 3),
+        "rec.upper": fx(rec["upper"], 3),
+        "rec.level": fint(100 * rec["level"]),
+        "rec.reason": rec["reason"],
+        "rec.lr": fx(rec["long_run"]["estimate"], 3),
+        "rec.lr_lower": fx(rec["long_run"]["lower"], 3),
+        "rec.lr_upper": fx(rec["long_run"]["upper"], 3),
+        "seconds": fx(r.get("elapsed_seconds", float("nan")), 0),
+        "version": r.get("causalcts_version", "n/a"),
+        "diag_failed": fint(sum(d["verdict"] == "fail" for d in o["diagnostics"])),
+        "diag_total": fint(len(o["diagnostics"])),
+    }
+    s = r.get("savings", {})
+    if s.get("available"):
+        vals.update(
+            {
+                "sav.years": fx(s["engineering_years"]["estimate"], 1),
+                "sav.years_lo": fx(s["engineering_years"]["lower"], 1),
+                "sav.years_hi": fx(s["engineering_years"]["upper"], 1),
+                "sav.used": fx(s["engineering_years_used"], 1),
+                "sav.cts_pct": fx(100 * s["cts_change"]["estimate"], 1),
+                "sav.cts_lo": fx(100 * s["cts_change"]["lower"], 1),
+                "sav.cts_hi": fx(100 * s["cts_change"]["upper"], 1),
+                "sav.cost_week": fint(r["spec"]["cost_per_developer_week"]),
+            }
+        )
+    c.flags["example_savings"] = bool(s.get("available"))
+    inputs = [res_path]
+    if truth_path and truth_path.exists():
+        t = _load(truth_path)["truth"]
+        vals.update(
+            {
+                "truth.effect": fx(t["effect"][outcome], 3),
+                "truth.lr": fx(t["long_run_effect"][outcome], 3),
+                "truth.persistence": fx(t["persistence"][outcome], 2),
+            }
+        )
+        c.flags["example_truth"] = True
+        inputs.append(truth_path)
+    else:
+        c.flags["example_truth"] = False
+    c.put("example", inputs, script, vals)
+    rows = [
+        [e["method"], e["term"], fx(e["estimate"], 3), f"[{fx(e['lower'], 3)}, {fx(e['upper'], 3)}]"]
+        for e in o["estimates"]
+    ]
+    rows += [
+        [m, "long run", fx(v["estimate"], 3), f"[{fx(v['lower'], 3)}, {fx(v['upper'], 3)}]"]
+        for m, v in o["long_run"].items()
+        if v.get("estimate") is not None
+    ]
+    c.table("example_estimates", ["method", "term", "estimate", "interval"], rows, [res_path], script)
+    diag = [
+        [d["name"], d["variable"], "" if d["pvalue"] in (None, "None") else fx(float(d["pvalue"]), 3), d["verdict"]]
+        for d in o["diagnostics"]
+    ]
+    c.table("example_diagnostics", ["check", "variable", "p-value", "verdict"], diag, [res_path], script)
+
+
+STEPS: dict[str, Callable] = {
+    "speed": speed,
+    "sbc": sbc,
+    "headline": headline,
+    "grid_designs": grid_designs,
+    "study": study,
+    "projection": projection,
+    "criteria": criteria_values,
+    "methods_table": methods_table,
+    "example": example,
+}
