@@ -797,15 +797,15 @@ def fit_ml(
     patterns = _patterns(Z)
     with _one_thread():  # small matrices: BLAS threads only contend (50 times slower on a busy machine)
         theta, f, H, g, opt = _optimise(wide, patterns, N)
-    info_matrix = 0.5 * N * H
-    try:
-        V = np.linalg.inv(info_matrix)
-    except np.linalg.LinAlgError:
-        raise CausalCTSError(
-            "The ML-SEM information matrix is singular: a parameter is not identified (too few waves or entities "
-            "for the model's covariances)."
-        ) from None
-    converged = bool(np.max(np.abs(g)) < 1e-6) and np.all(np.linalg.eigvalsh(H) > 0)
+        info_matrix = 0.5 * N * H
+        try:
+            V = np.linalg.inv(info_matrix)
+        except np.linalg.LinAlgError:
+            raise CausalCTSError(
+                "The ML-SEM information matrix is singular: a parameter is not identified (too few waves or entities "
+                "for the model's covariances)."
+            ) from None
+        converged = bool(np.max(np.abs(g)) < 1e-6) and np.all(np.linalg.eigvalsh(H) > 0)
     if not converged:
         warnings.warn(
             f"method='ml': the optimiser stopped with gradient {np.max(np.abs(g)):.2g} ({opt.message}); "
@@ -817,7 +817,7 @@ def fit_ml(
     if cov == "robust":
         with _one_thread():
             scores = _scores(Sigma, mu, Z, patterns, layout, parts, N)
-        V = V @ (scores.T @ scores) @ V
+            V = V @ (scores.T @ scores) @ V
     J, off = _original_map(wide, theta)
     est = J @ theta + off
     V_out = J @ V @ J.T

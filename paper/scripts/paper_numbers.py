@@ -81,7 +81,7 @@ def _load(path: Path) -> dict:
 # --------------------------------------------------------------------------------------------------- benchmarks
 def speed(c: Collected, res: Path) -> None:
     """Speed against peers: benchmarks/results/{estimators,reml,bayes,gpu,mlsem}.json."""
-    script = "paper/scripts/numbers.py:speed"
+    script = "paper/scripts/paper_numbers.py:speed"
     rows: list[list[str]] = []
     est_path = res / "estimators.json"
     est = _load(est_path)
@@ -240,7 +240,7 @@ def speed(c: Collected, res: Path) -> None:
 # --------------------------------------------------------------------------------------------------------- SBC
 def sbc(c: Collected, sbc_json: Path) -> None:
     """Simulation-based calibration: p-values of rank uniformity (benchmarks/results/sbc.json)."""
-    script = "paper/scripts/numbers.py:sbc"
+    script = "paper/scripts/paper_numbers.py:sbc"
     s = _load(sbc_json)
     rows, pvals, vals = [], [], {}
     for model, label in (("mixed", "mixed model"), ("dynamic", "dynamic panel")):
@@ -324,7 +324,7 @@ def with_design_labels(summary: pd.DataFrame) -> pd.DataFrame:
 
 def headline(c: Collected, folder: Path, criteria: dict) -> None:
     """The headline recovery grid (summary.parquet, grid.json) against the criteria written before the run."""
-    script = "paper/scripts/numbers.py:headline"
+    script = "paper/scripts/paper_numbers.py:headline"
     summ_path, grid_path = folder / "summary.parquet", folder / "grid.json"
     summary = with_design_labels(pd.read_parquet(summ_path))
     grid = _load(grid_path)
@@ -397,7 +397,7 @@ def grid_designs(c: Collected, grid_toml: Path, name: str) -> None:
     """The designs and methods of a grid TOML (written before its results were seen)."""
     from causalcts.evaluation.montecarlo import design_label, load_grid
 
-    script = "paper/scripts/numbers.py:grid_designs"
+    script = "paper/scripts/paper_numbers.py:grid_designs"
     g = load_grid(grid_toml)
     rows = [[str(i + 1), design_label(d)] for i, d in enumerate(g.designs)]
     c.table(f"designs_{name}", ["design", "simulator settings"], rows, [grid_toml], script)
@@ -417,7 +417,7 @@ def grid_designs(c: Collected, grid_toml: Path, name: str) -> None:
 
 def study(c: Collected, folder: Path | None, name: str, methods: list[str]) -> None:
     """Results of a recovery grid beyond the headline (the paper grid or the quick grid), if they exist."""
-    script = "paper/scripts/numbers.py:study"
+    script = "paper/scripts/paper_numbers.py:study"
     summ = folder / "summary.parquet" if folder else None
     c.flags[f"{name}_run"] = bool(summ and summ.exists())
     if not c.flags[f"{name}_run"]:
@@ -449,7 +449,7 @@ def projection(c: Collected, paper_toml: Path, headline_folder: Path, workers: i
     c.put(
         "projection",
         [paper_toml, headline_folder / "summary.parquet"],
-        "paper/scripts/numbers.py:projection",
+        "paper/scripts/paper_numbers.py:projection",
         {
             "hours": fx(hours, 1),
             "workers": fint(workers),
@@ -468,7 +468,7 @@ def criteria_values(c: Collected, path: Path) -> dict:
     c.put(
         "criteria",
         [path, Path("causalcts/bayes/results.py")],
-        "paper/scripts/numbers.py:criteria_values",
+        "paper/scripts/paper_numbers.py:criteria_values",
         {
             "bias_over_emp_se_max": fx(crit["bias_over_emp_se_max"], 1),
             "cov90_lo": fx(crit["coverage90_band"][0], 2),
@@ -495,7 +495,7 @@ def methods_table(c: Collected) -> None:
         ["method", "family", "what it is", "what it assumes"],
         rows,
         [Path("causalcts/registry.py")],
-        "paper/scripts/numbers.py:methods_table",
+        "paper/scripts/paper_numbers.py:methods_table",
     )
     c.values["registry.count"] = fint(len(rows))
     c.values["registry.families"] = fint(len({m.family for m in registry.REGISTRY.values()}))
@@ -504,7 +504,7 @@ def methods_table(c: Collected) -> None:
 # ------------------------------------------------------------------------------------------- worked example
 def example(c: Collected, folder: Path | None, truth_path: Path | None) -> None:
     """The ``causalcts analyze`` report of a shipped example rollout (its results.json) and the rollout's truth."""
-    script = "paper/scripts/numbers.py:example"
+    script = "paper/scripts/paper_numbers.py:example"
     res_path = folder / "results.json" if folder else None
     c.flags["example_run"] = bool(res_path and res_path.exists())
     if not c.flags["example_run"]:
