@@ -2,34 +2,53 @@
 
 Measure what developer tools and practices (AI coding tools above all) do to
 cost-to-serve-software (CTS-SW), CR velocity and deployment velocity, with
-dynamic panel estimators that match Stata and R and simulations with known truth.
+dynamic panel estimators that match Stata and R, rollout designs (event studies,
+heterogeneity-robust DiD, TWFE weights, HonestDiD), Bayesian models with integrated
+team effects, and simulations with known truth.
 """
 
-from causalcts import datasets, metrics
+from causalcts import datasets, diagnostics, did, inference, metrics, registry
 from causalcts.api import fit
-from causalcts.bayes import mixed
+from causalcts.bayes import mixed, pool
 from causalcts.data import Panel
-from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning
+from causalcts.diagnostics import honest_did, twfe_weights
+from causalcts.did import att_gt, did_multiplegt_dyn, event_study, onset_cohort
+from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning, InstrumentWarning
 from causalcts.estimators import nickell_bias
-from causalcts.results import EstimationResults, compare
+from causalcts.results import EstimationResults, Summary, compare
+from causalcts.results import load as load_results
 from causalcts.simulate import Simulation, Truth, simulate
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CausalCTSError",
     "ConvergenceWarning",
     "DataWarning",
     "EstimationResults",
-    "compare",
-    "datasets",
-    "mixed",
-    "fit",
-    "nickell_bias",
+    "InstrumentWarning",
     "Panel",
     "Simulation",
+    "Summary",
     "Truth",
     "__version__",
+    "att_gt",
+    "compare",
+    "datasets",
+    "diagnostics",
+    "did",
+    "did_multiplegt_dyn",
+    "event_study",
+    "fit",
+    "honest_did",
+    "inference",
+    "load_results",
     "metrics",
+    "mixed",
+    "nickell_bias",
+    "onset_cohort",
+    "pool",
+    "registry",
     "simulate",
+    "twfe_weights",
 ]

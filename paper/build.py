@@ -434,7 +434,7 @@ class Build:
 
     # ---- (4) benchmarks/README.md
     def render_readme(self, c, template: Path, dest: Path) -> None:
-        text = template.read_text()
+        text = re.sub(r"\A<!--.*?-->\n", "", template.read_text(), count=1, flags=re.S)  # the template's own note
 
         def fill(m: re.Match) -> str:
             key = m.group(1).strip()
@@ -449,7 +449,6 @@ class Build:
             return c.values[key].replace("\u2212", "-")
 
         out = re.sub(r"\{\{([^{}]+)\}\}", fill, text)
-        out = re.sub(r"^<!--.*?-->\n", "", out, count=1, flags=re.S)
         if "{{" in out:
             raise BuildError(f"{template.name}: a placeholder stays unfilled")
         dest.write_text(out)
