@@ -14,7 +14,7 @@ import pandas as pd
 from causalcts import registry
 from causalcts.data.formula import formula_spec
 from causalcts.data.panel import Panel
-from causalcts.errors import DataFileError, MissingColumnError
+from causalcts.errors import DataFileError, MissingColumnError, SpecificationError
 from causalcts.estimators.api import fit as _fit_frequentist
 
 __all__ = ["fit"]
@@ -69,6 +69,12 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
     >>> bool((again.params == res.params).all())
     True
     """
+    if method == "auto":
+        raise SpecificationError(
+            "method='auto' runs exogeneity checks before choosing an estimator, which fit() (one estimator per "
+            "call) does not do: call causalcts.diagnostics.fit_auto(formula, data, treatment=...) for the fit, or "
+            "causalcts.diagnostics.recommend(...) for the choice and its reasons."
+        )
     m = registry.get(method)
     given = registry.check_options(method, options)
     if dropna:

@@ -86,6 +86,11 @@ class Method:
     assumes: str
     columns: Callable = _formula_columns
 
+    @property
+    def supports_predetermined(self) -> bool:
+        """Whether the method honours ``predetermined=[...]`` (sequential exogeneity); others assume strict."""
+        return "predetermined" in self.options
+
     def row(self) -> dict[str, str]:
         """The method as a table row (name, family, options, description, assumes)."""
         return {
@@ -163,5 +168,10 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return _estimators.check_options(name, options, method.options, every=_all_options())
 
 
-def _all_options() -> set[str]:
-    return {o for m in _REGISTRY.values() for o in m.options}
+def _all_options() -> dict[str, tuple[str, ...]]:
+    """Every option any method takes -> the methods that take it, in display order."""
+    out: dict[str, tuple[str, ...]] = {}
+    for m in _REGISTRY.values():
+        for o in m.options:
+            out[o] = (*out.get(o, ()), m.name)
+    return out

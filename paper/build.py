@@ -144,6 +144,7 @@ class Build:
         self.fresh: set[Path] = set()
         self.records: list[dict[str, Any]] = []
         self.figures: dict[str, Path] = {}
+        self.example_spec = EXAMPLES / f"{args.example}.toml"
         self.t0 = time.perf_counter()
 
     def say(self, msg: str) -> None:
@@ -263,10 +264,11 @@ class Build:
             df = pd.read_csv(EXAMPLES / data_name)
             teams = sorted(df["team"].unique())[: self.args.example_teams]
             df[df["team"].isin(teams)].to_csv(src / data_name, index=False)
-            text = re.sub(r'^outcomes\s*=.*$', 'outcomes = ["cr_velocity"]', text, flags=re.M)
+            text = re.sub(r"^outcomes\s*=.*$", 'outcomes = ["cr_velocity"]', text, flags=re.M)
             text += 'methods = ["within", "bias-corrected"]\n'
             spec = src / spec.name
             spec.write_text(text)
+        self.example_spec = spec
         self.say(f"worked example: causalcts analyze {self.rel(spec)}")
         analyze(spec, folder, overwrite=True, progress=False, echo=lambda *a: None)
         self.fresh |= {folder / "results.json"}
@@ -300,7 +302,9 @@ class Build:
         c.values["meta.version"] = __import__("causalcts").__version__
         c.values["meta.date"] = _dt.date.today().isoformat()
         c.values["meta.python"] = platform.python_version()
-        c.values["meta.mode"] = "quick (small settings)" if self.quick else ("rerun" if self.args.rerun else "committed results")
+        c.values["meta.mode"] = (
+            "quick (small settings)" if self.quick else ("rerun" if self.args.rerun else "committed results")
+        )
         c.values["meta.example"] = self.args.example
 
         # figures
@@ -329,17 +333,28 @@ class Build:
                     betas,
                 )
             )
-        with self.step("figure", "headline_*", "paper/scripts/paper_figures.py:recovery", hin, seed=str(c.values["headline.seed"])):
+        with self.step(
+            "figure", "headline_*", "paper/scripts/paper_figures.py:recovery", hin, seed=str(c.values["headline.seed"])
+        ):
             self.figures.update(pf.recovery(head, "headline", self.figs))
         for name in ("paper", "quick"):
             folder = paper_grid if name == "paper" else inp["quick_grid"]
             if c.flags.get(f"{name}_run"):
                 s = pd.read_parquet(folder / "summary.parquet")
-                with self.step("figure", f"{name}_*", "paper/scripts/paper_figures.py:recovery", [folder / "summary.parquet"]):
+                with self.step(
+                    "figure", f"{name}_*", "paper/scripts/paper_figures.py:recovery", [folder / "summary.parquet"]
+                ):
                     self.figures.update(pf.recovery(s, name, self.figs))
         sbc_seed = c.values.get("sbc.mixed.seed", "-")
-        with self.step("figure", "sbc_*", "benchmarks/sbc.py (copied)" if not self.quick else "paper/build.py:_sbc", list(inp["sbc_png"].values()), seed=sbc_seed):
+        with self.step(
+            "figure",
+            "sbc_*",
+            "benchmarks/sbc.py (copied)" if not self.quick else "paper/build.py:_sbc",
+            list(inp["sbc_png"].values()),
+            seed=sbc_seed,
+        ) as rec:
             self.figures.update(pf.copy(inp["sbc_png"], self.figs))
+            rec["per"] = inp["sbc_png"]
         if c.flags.get("example_run"):
             ex = inp["example"] / "figures"
             outcome = c.values["example.outcome"]
@@ -349,8 +364,16 @@ class Build:
                 "example_event_study": ex / f"event_study_{outcome}.png",
                 "example_twfe_weights": ex / f"twfe_weights_{outcome}.png",
             }
-            with self.step("figure", "example_*", f"causalcts analyze {self.rel(inp['example_spec'])} (copied)", list(srcs.values()), seed="spec seed"):
+            seed = json.loads((inp["example"] / "results.json").read_text())["spec"].get("seed", "-")
+            with self.step(
+                "figure",
+                "example_*",
+                f"causalcts analyze {self.rel(self.example_spec)} (copied)",
+                list(srcs.values()),
+                seed=str(seed),
+            ) as rec:
                 self.figures.update(pf.copy(srcs, self.figs))
+                rec["per"] = srcs
         return c
 
     # ---- (3) reproduction table
@@ -369,12 +392,12 @@ class Build:
             "",
             f"Hardware of this build: {hardware()}. The committed results files do not record their hardware.",
             "",
-            "| command | what it does | time |",
-            "|---|---|---|",
-            "| `python paper/build.py` | the PDF from the committed results | this table's header, default mode |",
-            "| `python paper/build.py --quick --out DIR` | end to end on small settings (what CI runs) | under 2 minutes |",
-            "| `python paper/build.py --rerun` | reruns the headline and paper grids (resumable), the SBC, the speed "
-            "benchmarks and the example first | hours (the paper grid: see the projection in the paper) |",
+            "| command | what it does |",
+            "|---|---|",
+            "| `python paper/build.py` | the PDF from the committed results |",
+            "| `python paper/build.py --quick --out DIR` | end to end on small settings (what CI runs) |",
+            "| `python paper/build.py --rerun` | reruns the grids (resumable), the SBC, the speed benchmarks and the "
+            "example first |",
             "",
             "## Results files read",
             "",
@@ -391,31 +414,42 @@ class Build:
             prov = file_provenance(full, full in self.fresh or (self.quick and str(full).startswith(str(self.out))))
             grid = full.parent.name
             producer = PRODUCERS.get(full.name, "written by hand before the runs" if full.suffix == ".toml" else "-")
-            producer = producer.format(grid=grid, spec=self.rel(inp["example_spec"]))
+            producer = producer.format(grid=grid, spec=self.rel(self.example_spec))
             if full.name == "sbc.json":
                 d = json.loads(full.read_text())
                 producer += " --sims " + "/".join(sorted({str(v["design"]["n_sims"]) for v in d.values()}))
-            lines.append(f"| `{self.rel(full)}` | {prov['version']} | {prov['date']} | {prov['commit']} | `{producer}` |")
-        lines += ["", "## Figures", "", "| figure | made by | inputs | seed | time (this build) |", "|---|---|---|---|---|"]
+            lines.append(
+                f"| `{self.rel(full)}` | {prov['version']} | {prov['date']} | {prov['commit']} | `{producer}` |"
+            )
+        lines += [
+            "",
+            "## Figures",
+            "",
+            "| figure | made by | inputs | seed | time (this build) |",
+            "|---|---|---|---|---|",
+        ]
         for r in (r for r in self.records if r["kind"] == "figure"):
             names = [n for n in self.figures if re.fullmatch(r["name"].replace("*", ".*"), n)]
             for n in names:
+                ins = [r["per"][n]] if n in r.get("per", {}) else r["inputs"]
                 lines.append(
                     f"| `generated/figures/{n}.png` | `{r['script']}` | "
-                    + ", ".join(f"`{self.rel(i)}`" for i in r["inputs"])
+                    + ", ".join(f"`{self.rel(i)}`" for i in ins)
                     + f" | {r['seed']} | {r['seconds']:.1f} s |"
                 )
         lines += ["", "## Tables", "", "| table | made by | inputs | rows |", "|---|---|---|---|"]
         for k, s in c.sources.items():
             if k.startswith("table:"):
                 lines.append(
-                    f"| {k[6:]} | `{s['script']}` | " + ", ".join(f"`{self.rel(i)}`" for i in s["inputs"]) + f" | {s['keys']} |"
+                    f"| {k[6:]} | `{s['script']}` | "
+                    + ", ".join(f"`{self.rel(i)}`" for i in s["inputs"])
+                    + f" | {s['keys']} |"
                 )
         lines += [
             "",
             "## In-text numbers",
             "",
-            "Every number in `paper/paper.typ` is `v(\"group.key\")`, read from `generated/numbers.json`; "
+            'Every number in `paper/paper.typ` is `v("group.key")`, read from `generated/numbers.json`; '
             "each group comes from:",
             "",
             "| group | numbers | made by | inputs |",
@@ -424,7 +458,9 @@ class Build:
         for k, s in c.sources.items():
             if not k.startswith("table:"):
                 lines.append(
-                    f"| `{k}` | {s['keys']} | `{s['script']}` | " + ", ".join(f"`{self.rel(i)}`" for i in s["inputs"]) + " |"
+                    f"| `{k}` | {s['keys']} | `{s['script']}` | "
+                    + ", ".join(f"`{self.rel(i)}`" for i in s["inputs"])
+                    + " |"
                 )
         steps = [r for r in self.records if r["kind"] != "figure"]
         if steps:
@@ -546,7 +582,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     secs = b.compile_pdf()
     info = b.check_pdf()
     (b.out / "REPRODUCE.md").write_text(b.reproduce_md(c, inp, secs))
-    b.say(f"wrote {b.rel(b.out / 'paper.pdf')}: {info['pages']} pages, {info['figures']} figures; {b.rel(b.out / 'REPRODUCE.md')}")
+    pdf, rep = b.rel(b.out / "paper.pdf"), b.rel(b.out / "REPRODUCE.md")
+    b.say(f"wrote {pdf}: {info['pages']} pages, {info['figures']} figures; {rep}")
     return info
 
 

@@ -15,6 +15,7 @@ LAYER = {
     "results": 2,
     "metrics": 2,
     "inference": 2,
+    "models": 2,
     "estimators": 3,
     "bayes": 3,
     "did": 3,

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from causalcts.bayes.dynamic_sem import fit_bayes_sem
 from causalcts.bayes.formula_re import MixedFormula
 from causalcts.bayes.mixed import _check_sampler_counts, _fit_nuts, resolve_cores, resolve_seed
 from causalcts.bayes.results import BayesResults
@@ -57,14 +58,42 @@ def fit_bayes_dynamic(
     team_effect_draws: int = 100,
     sampler: str = "auto",
     cores: int | None = None,
+    predetermined: list[str] | None = None,
 ) -> BayesResults:
     """Fit the Bayesian dynamic panel model (module docstring); called by ``causalcts.fit(method="bayes")``.
+
+    With ``predetermined=[...]`` (regressors whose later values may respond to today's outcome error) the
+    model is the Bayesian twin of the ML-SEM likelihood instead, :func:`causalcts.bayes.dynamic_sem.fit_bayes_sem`
+    (``random_slopes`` and ``initial_conditions=False`` do not apply there; ``team_effect_draws`` is unused).
 
     Priors and sampler options are those of :func:`causalcts.mixed` (``method="nuts"``): defaults on
     internally standardised data, mapped back; ``seed`` None draws fresh entropy and the integer used is
     recorded in ``res.info["seed"]`` and ``res.spec["seed"]``; ``cores`` None runs every chain at once, up
     to the CPU count. ``res.spec`` holds what ``causalcts.fit`` needs to refit.
     """
+    if predetermined is not None:
+        if random_slopes or not initial_conditions:
+            raise SpecificationError(
+                "method='bayes' with predetermined= is the ML-SEM model (initial outcomes always in the joint "
+                "model, no random slopes): drop random_slopes= and initial_conditions=False."
+            )
+        return fit_bayes_sem(
+            formula,
+            data,
+            predetermined=predetermined,
+            entity=entity,
+            time_col=time_col,
+            time_effects=time_effects,
+            chains=chains,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            priors=priors,
+            prior_scale=prior_scale,
+            progressbar=progressbar,
+            cores=cores,
+            sampler=sampler,
+        )
     t0 = time.perf_counter()
     check_option("sampler", sampler, ("auto", "nutpie", "pymc", "numpyro"))
     _check_sampler_counts(chains, draws, tune, team_effect_draws)
@@ -215,8 +244,10 @@ METHODS_DECLARED = (
             "team_effect_draws",
             "sampler",
             "cores",
+            "predetermined",
         ),
-        description="Bayesian dynamic panel, random team effects integrated out (Wooldridge initial conditions)",
+        description="Bayesian dynamic panel, random team effects integrated out (Wooldridge initial conditions); "
+        "with predetermined=, the Bayesian ML-SEM (team effect a latent variable, feedback covariances)",
         assumes="sequential exogeneity; team effect linear in y_i0 and the regressors' team means; normal errors",
     ),
 )

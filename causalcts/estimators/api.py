@@ -77,6 +77,82 @@ def _parse_iv(iv, dep: str, terms: list[Term], gmm_vars: set[str]) -> list[Term]
     return out
 
 
+def _names(value, option: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple, set)) or not all(isinstance(v, str) for v in value):
+        raise SpecificationError(f"{option} must be a list of regressor names, got {value!r}.")
+    return list(dict.fromkeys(value))
+
+
+def check_exogeneity_lists(predetermined, endogenous, dep: str, regressors) -> tuple[list[str], list[str]]:
+    """Validate ``predetermined`` and ``endogenous`` against the formula's outcome and regressors.
+
+    ``regressors`` are the variables of the formula's terms (``ai_share`` for ``L(ai_share, 0:1)``). A name that
+    is not a regressor, the outcome, or a name in both lists raises :class:`SpecificationError`.
+
+    Examples
+    --------
+    >>> from causalcts.estimators.api import check_exogeneity_lists
+    >>> check_exogeneity_lists(["x"], None, "y", ["y", "x", "z"])
+    (['x'], [])
+    """
+    pre, endo = _names(predetermined, "predetermined"), _names(endogenous, "endogenous")
+    both = sorted(set(pre) & set(endo))
+    if both:
+        raise SpecificationError(
+            f"{both} {'is' if len(both) == 1 else 'are'} listed as both predetermined and endogenous; "
+            "name each regressor in one list."
+        )
+    for option, names in (("predetermined", pre), ("endogenous", endo)):
+        if dep in names:
+            raise SpecificationError(
+                f"{option} lists the outcome {dep!r}: its lags are predetermined by construction and already "
+                "instrumented by its own deeper lags; list regressors only."
+            )
+        unknown = [n for n in names if n not in regressors]
+        if unknown:
+            choices = [r for r in dict.fromkeys(regressors) if r != dep]
+            raise SpecificationError(
+                f"{option} lists {unknown}, which {'is' if len(unknown) == 1 else 'are'} not a regressor of the "
+                f"formula; its regressors are {choices}."
+            )
+    return pre, endo
+
+
+def _exogeneity_gmm(gmm, predetermined, endogenous, dep, terms, iv) -> dict[str, tuple[int, int | None]] | None:
+    """GMM-style instruments for predetermined (lags 1+) and endogenous (lags 2+) regressors, as in xtabond2.
+
+    A variable also in ``gmm`` keeps the user's lag range, which must start at lag 1 or later (predetermined)
+    or 2 or later (endogenous); an ``iv`` entry (exogenous, IV-style) naming one of them is an error.
+    """
+    pre, endo = check_exogeneity_lists(predetermined, endogenous, dep, [t.variable for t in terms] + [dep])
+    if not pre and not endo:
+        return gmm
+    out = dict(gmm) if gmm else {dep: (2, None)}
+    for names, first, kind in ((pre, 1, "predetermined"), (endo, 2, "endogenous")):
+        for v in names:
+            given = out.get(v)
+            if given is None:
+                out[v] = (first, None)
+            elif not (isinstance(given, tuple) and isinstance(given[0], int) and given[0] >= first):
+                raise SpecificationError(
+                    f"{v!r} is {kind}, so its GMM instruments start at lag {first} or later; gmm[{v!r}] = {given!r} "
+                    f"starts earlier. Leave gmm[{v!r}] unset for ({first}, None), or give ({first}, last_lag)."
+                )
+    if iv is not None:
+        exo = {t.variable for t in _parse_iv(iv, dep, terms, set())}
+        clash = sorted(exo & set(pre + endo))
+        if clash:
+            raise SpecificationError(
+                f"iv lists {clash} as exogenous (IV-style) but {'it is' if len(clash) == 1 else 'they are'} "
+                "predetermined or endogenous; remove them from iv."
+            )
+    return out
+
+
 def used_columns(formula: str, options: Mapping[str, Any]) -> list[str]:
     """Every data column a frequentist fit reads: the formula's and those named by ``gmm``, ``iv``, ``level_iv``.
 
@@ -100,9 +176,32 @@ def used_columns(formula: str, options: Mapping[str, Any]) -> list[str]:
 def check_options(name: str, options: Mapping[str, Any], accepted, *, every=None) -> dict[str, Any]:
     """The options that are set (not None); a set option that ``method=name`` does not take raises.
 
-    ``every`` is the set of options any method takes (default: the frequentist ones); others are unknown.
+    ``every`` is the set of options any method takes (default: the frequentist ones); others are unknown. When it
+    maps each option to the methods that take it (as :func:`causalcts.registry.check_options` passes it), the
+    error for ``predetermined`` or ``endogenous`` on a method that assumes strict exogeneity names the methods
+    that can honour them.
+
+    Examples
+    --------
+    >>> from causalcts.estimators.api import check_options
+    >>> try:
+    ...     check_options("within", {"predetermined": ["ai_share"]}, ("cov",))
+    ... except ValueError as err:
+    ...     print(str(err)[:60])
+    method='within' assumes strict exogeneity of every regressor
     """
     given = {k: v for k, v in options.items() if v is not None}
+    takers = every if isinstance(every, Mapping) else _TAKERS if every is None else {}
+    exo = [o for o in EXOGENEITY_OPTIONS if o in given and o not in accepted]
+    if exo:
+        strict = "" if "predetermined" in accepted else "assumes strict exogeneity of every regressor and "
+        can = list(dict.fromkeys(m for o in exo for m in takers.get(o, ())))
+        raise SpecificationError(
+            f"method={name!r} {strict}cannot honour {' or '.join(exo)}="
+            f"{[given[o] for o in exo] if len(exo) > 1 else given[exo[0]]!r}; methods that can: "
+            f"{', '.join(can) or 'none registered'} ({exo[0]} regressors are instrumented by their own lags, or "
+            "modelled sequentially)."
+        )
     known = set(ALL_OPTIONS if every is None else every) | set(accepted)
     unknown = sorted(set(options) - known)
     if unknown:
@@ -201,6 +300,8 @@ def _gmm(
     cov=None,
     small=None,
     transform=None,
+    predetermined=None,
+    endogenous=None,
 ) -> EstimationResults:
     steps = 1 if steps is None else steps
     cov = "robust" if cov is None else cov
@@ -213,6 +314,7 @@ def _gmm(
     panel = _as_panel(data, entity, time, used)
     design = build_design(formula, panel)
     dep, terms, outcome_lags = design.dep, design.terms, design.outcome_lags
+    gmm = _exogeneity_gmm(gmm, predetermined, endogenous, dep, terms, iv)
     gmm_vars = set((gmm or {}).keys())
     iv_terms = _parse_iv(iv, dep, terms, gmm_vars | {dep})
     level_terms = _parse_iv(level_iv, dep, [], set()) if level_iv else []
@@ -272,6 +374,9 @@ def _gmm(
     else:
         options = {"gmm": gmm_spec, "iv": iv, "collapse": collapse, "steps": steps, "cov": cov, "small": small}
         options["transform"] = transform
+        if predetermined is not None or endogenous is not None:
+            options["predetermined"] = _names(predetermined, "predetermined")
+            options["endogenous"] = _names(endogenous, "endogenous")
         if system:
             options["level_iv"] = level_iv
     return replace(res, spec=_spec(method, formula, entity, time, time_effects, options))
@@ -312,8 +417,23 @@ def fit_diff_gmm(
     cov=None,
     small=None,
     transform=None,
+    predetermined=None,
+    endogenous=None,
 ) -> EstimationResults:
-    """Difference GMM (Arellano and Bond 1991) as xtabond2 computes it; options as in :func:`fit`."""
+    """Difference GMM (Arellano and Bond 1991) as xtabond2 computes it; options as in :func:`fit`.
+
+    ``predetermined`` regressors (``E[x_is e_it] = 0`` for s <= t only) get GMM-style instruments from lag 1,
+    ``endogenous`` ones from lag 2 (xtabond2 ``gmm(x, lag(1 .))`` and ``gmm(x, lag(2 .))``).
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> sim = causalcts.simulate(n_teams=80, n_weeks=8, seed=3)
+    >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="diff-gmm",
+    ...                     predetermined=["ai_share"], collapse=True)
+    >>> res.spec["gmm"]
+    {'cr_velocity': (2, None), 'ai_share': (1, None)}
+    """
     return _gmm(
         "diff-gmm",
         formula,
@@ -328,6 +448,8 @@ def fit_diff_gmm(
         cov=cov,
         small=small,
         transform=transform,
+        predetermined=predetermined,
+        endogenous=endogenous,
     )
 
 
@@ -346,8 +468,24 @@ def fit_sys_gmm(
     cov=None,
     small=None,
     transform=None,
+    predetermined=None,
+    endogenous=None,
 ) -> EstimationResults:
-    """System GMM (Blundell and Bond 1998) as xtabond2 computes it; options as in :func:`fit`."""
+    """System GMM (Blundell and Bond 1998) as xtabond2 computes it; options as in :func:`fit`.
+
+    ``predetermined`` regressors get lags 1 and earlier in the transformed equation and ``D.x_t`` in the levels
+    equation; ``endogenous`` ones lags 2 and earlier and ``D.x_{t-1}`` (xtabond2's conventions).
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> sim = causalcts.simulate(n_teams=80, n_weeks=8, seed=3)
+    >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="sys-gmm",
+    ...                     gmm={"cr_velocity": (2, 4), "ai_share": (1, 3)}, predetermined=["ai_share"],
+    ...                     collapse=True)
+    >>> res.spec["predetermined"], res.spec["gmm"]["ai_share"]
+    (['ai_share'], (1, 3))
+    """
     return _gmm(
         "sys-gmm",
         formula,
@@ -363,11 +501,15 @@ def fit_sys_gmm(
         cov=cov,
         small=small,
         transform=transform,
+        predetermined=predetermined,
+        endogenous=endogenous,
     )
 
 
 # ---------------------------------------------------------------------------------------------- declarations
-_GMM_OPTIONS = ("gmm", "iv", "collapse", "steps", "cov", "small", "transform")
+_GMM_OPTIONS = ("gmm", "iv", "collapse", "steps", "cov", "small", "transform", "predetermined", "endogenous")
+#: Options that relax strict exogeneity; a method that does not take them assumes it.
+EXOGENEITY_OPTIONS = ("predetermined", "endogenous")
 
 #: The frequentist methods, declared once; :mod:`causalcts.registry` combines them with the other families.
 METHODS_DECLARED = (
@@ -437,6 +579,8 @@ METHODS_DECLARED = (
 )
 
 _BY_NAME = {d["name"]: d for d in METHODS_DECLARED}
+#: option -> frequentist methods that take it (the registry passes the same mapping over every family).
+_TAKERS = {o: tuple(d["name"] for d in METHODS_DECLARED if o in d["options"]) for o in EXOGENEITY_OPTIONS}
 #: Names of the frequentist methods (read from :data:`METHODS_DECLARED`).
 METHODS = tuple(_BY_NAME)
 ALL_OPTIONS = {o for d in METHODS_DECLARED for o in d["options"]}

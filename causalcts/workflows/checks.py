@@ -6,12 +6,10 @@ Every check returns rows ``{name, variable, statistic, pvalue, verdict, note}`` 
 ===============================================  =============================================================
 check                                            verdict
 ===============================================  =============================================================
-exogeneity of the share                          the exogeneity helper's verdict when
-                                                 ``causalcts.diagnostics.exogeneity`` exists; else two tests
-                                                 in the within model of the outcome: the share's lead
-                                                 ``F1.share`` (Wooldridge's strict-exogeneity test) and the
-                                                 past outcome in a regression of the share (feedback); fail at
-                                                 p < 0.05, warn at p < 0.10, else pass
+exogeneity of the share                          two tests in the within model: the share's lead ``F1.share``
+                                                 (Wooldridge's strict-exogeneity test) and the past outcome in
+                                                 a regression of the share (feedback); fail at p < 0.05, warn at
+                                                 p < 0.10, else pass
 control responds to adoption                     a TWFE regression of the control on the share: fail at
                                                  p < 0.05 (the control is flagged as a possible mediator, a
                                                  "bad control"), warn at p < 0.10
@@ -33,7 +31,7 @@ heterogeneity (Callaway-Sant'Anna vs TWFE)       warn when the two average post-
                                                  as independent, which overstates that error), else pass
 ===============================================  =============================================================
 
-The recommendation rule (:func:`recommend`), used unless the exogeneity helper provides its own:
+The recommendation rule (:func:`recommend`):
 
 1. If no exogeneity check fails (p >= 0.05; a warning is mentioned in the reason), the share is treated as
    strictly exogenous and the first fitted of
@@ -133,15 +131,6 @@ def _rhs(terms: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- exogeneity
-def _helper():
-    """The exogeneity helper of ``causalcts.diagnostics.exogeneity`` when it is installed, else None."""
-    try:
-        from causalcts.diagnostics import exogeneity
-    except ImportError:
-        return None
-    return getattr(exogeneity, "check_exogeneity", None)
-
-
 def exogeneity_checks(
     frame: pd.DataFrame, *, outcome: str, share: str, controls: Sequence[str], entity: str, time: str
 ) -> list[dict[str, Any]]:
@@ -438,14 +427,6 @@ def _estimate_row(method: str, term: str, est: float, se: float, level: float) -
 
 
 # ---------------------------------------------------------------------------------------------- recommendation
-def _helper_recommend() -> Callable | None:
-    try:
-        from causalcts.diagnostics import exogeneity
-    except ImportError:
-        return None
-    return getattr(exogeneity, "recommend_method", None)
-
-
 def recommend(
     fitted: Mapping[str, Any],
     diagnostics: Sequence[Mapping[str, Any]],

@@ -247,7 +247,11 @@ def sbc(c: Collected, sbc_json: Path) -> None:
         if model not in s:
             continue
         d, u = s[model]["design"], s[model]["uniformity"]
-        size = f"{d['n_groups']} groups × {d['n_per_group']}" if model == "mixed" else f"{d['n_teams']} teams × {d['n_weeks']} weeks"
+        size = (
+            f"{d['n_groups']} groups × {d['n_per_group']}"
+            if model == "mixed"
+            else f"{d['n_teams']} teams × {d['n_weeks']} weeks"
+        )
         vals.update(
             {
                 f"{model}.sims": fint(d["n_sims"]),

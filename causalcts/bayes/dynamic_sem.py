@@ -1,0 +1,490 @@
+r"""Bayesian dynamic panel with predetermined regressors: the Bayesian twin of the ML-SEM likelihood.
+
+``causalcts.fit(formula, data, method="bayes", predetermined=["ai_share"])`` samples the posterior of the
+model of :mod:`causalcts.models.sem` (``method="ml"``, ``xtdpdml``): one equation per wave,
+
+.. math:: y_{it} = \alpha_i + \nu_t + \sum_k \beta_k y_{i,t-k} + \gamma' x_{it} + \delta' w_i + e_{it},
+
+with the team effect :math:`\alpha_i` a latent variable of the joint normal model of every observed
+variable, integrated out exactly as in ML-SEM: it covaries freely with the initial outcomes and with every
+time-varying regressor at every wave (a fixed effect), the error of wave ``t`` covaries freely with a
+predetermined regressor at later waves (feedback from the outcome to adoption) and the likelihood is
+:math:`\ell(\theta)` of :mod:`causalcts.models.sem` (full information by missingness pattern when teams
+miss weeks). Without ``predetermined=`` ``method="bayes"`` is the strict-exogeneity model of
+:mod:`causalcts.bayes.dynamic`.
+
+Priors are stated on the internal scale of :func:`causalcts.models.sem.build_wide`, where every column is
+centred and every variable divided by its pooled SD (as ``bayes/mixed.py`` standardises), so a coefficient
+is in units of :math:`s_y/s_x`:
+
+.. math::
+
+    \beta_k, \gamma_j, \delta_j &\sim N(0, (2.5 c)^2), \qquad
+    \nu_t, \mu_{u,j} \sim N(0, (2.5 c)^2), \\
+    \sqrt{\psi} &\sim \text{HalfNormal}(2.5 c), \qquad \sigma_t \sim \text{HalfNormal}(c), \\
+    \Phi_{uu} &\sim \text{Inverse-Wishart}(q + 2, I_q), \qquad
+    \phi_{\alpha u_j}, \phi_{e_t x_s} \sim N(0, c^2),
+
+where :math:`\psi` is the variance of the team effect, :math:`\sigma_t^2` the error variance of wave
+``t``, :math:`\Phi_{uu}` the covariance of the :math:`q` exogenous observed variables (initial outcomes,
+regressors by wave; prior mean :math:`I`, the weakest inverse-Wishart with a mean),
+:math:`\phi_{\alpha u_j}` the covariances of the team effect with them and :math:`\phi_{e_t x_s}` the
+feedback covariances, all weakly informative against the unit scale of the standardised data; ``c`` is
+``prior_scale`` (default 1). ``priors`` overrides ``beta_scale``, ``intercept_scale``, ``re_scale``
+(team-effect SD), ``sigma_scale`` (error SD) and ``cov_scale`` (covariances), in those units.
+
+Sampling: NUTS (nutpie, ``from_pyfunc``) on the NumPy log-posterior and its analytic gradient. The sampled
+coordinates are unconstrained (:math:`\Phi_{uu} = LL'` with log-diagonal Cholesky factor, log variances,
+Jacobians added) and whitened: :math:`x = \hat x + Wz`, with :math:`\hat x` the maximum-likelihood point and
+:math:`WW'` the inverse of the observed information there (:func:`causalcts.models.sem.maximise_likelihood`).
+The map is affine, so the posterior is exact; it only makes the thousand-odd correlated nuisance
+covariances (they grow as :math:`T^2`) an easy target for NUTS. Where the proposal makes :math:`\Sigma`
+indefinite the log-posterior is :math:`-\infty` (nutpie counts a divergence).
+
+Draws are mapped back to the data's units: ``beta`` (dim ``term``), the wave intercepts ``intercept``
+(dim ``wave``), ``alpha_variance`` and ``error_variance`` (dim ``wave``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from causalcts.bayes.mixed import _check_sampler_counts, resolve_cores, resolve_seed
+from causalcts.bayes.results import BayesResults, diagnose
+from causalcts.data.formula import formula_spec
+from causalcts.data.panel import Panel
+from causalcts.errors import CausalCTSError, EmptyPanelError, SpecificationError, check_option
+from causalcts.models.sem import (
+    WideData,
+    build_wide,
+    fisher_information,
+    fit_function,
+    maximise_likelihood,
+    missingness_patterns,
+    one_blas_thread,
+    original_map,
+    wave_labels,
+)
+
+__all__ = ["SemPosterior", "fit_bayes_sem"]
+
+#: Prior scales in the standardised units of the module docstring.
+DEFAULT_PRIORS = {"beta_scale": 2.5, "intercept_scale": 2.5, "re_scale": 2.5, "sigma_scale": 1.0, "cov_scale": 1.0}
+
+
+def _prior_scales(priors: dict | None, prior_scale: float) -> dict[str, float]:
+    priors = dict(priors or {})
+    unknown = set(priors) - set(DEFAULT_PRIORS)
+    if unknown:
+        raise CausalCTSError(
+            f"Unknown prior setting(s) {sorted(unknown)} for method='bayes' with predetermined=; use "
+            f"{sorted(DEFAULT_PRIORS)} (standardised units)."
+        )
+    if isinstance(prior_scale, bool) or not isinstance(prior_scale, (int, float, np.number)) or not prior_scale > 0:
+        raise CausalCTSError(f"prior_scale must be a positive number, not {prior_scale!r}.")
+    out = {**DEFAULT_PRIORS, **priors}
+    for key, val in out.items():
+        if isinstance(val, bool) or not isinstance(val, (int, float, np.number)) or not (np.isfinite(val) and val > 0):
+            raise CausalCTSError(f"priors[{key!r}] must be a positive number, not {val!r}.")
+    return {k: float(v) * float(prior_scale) for k, v in out.items()}
+
+
+@dataclass
+class SemPosterior:
+    """Log posterior of the ML-SEM model in unconstrained coordinates ``x`` (module docstring), with gradient.
+
+    ``x`` has the layout of the model's ``theta`` (:class:`causalcts.models.sem.Layout`) except that the
+    ``phi`` block holds the Cholesky factor of :math:`\\Phi_{uu}` (diagonal as logs) and ``psi`` and
+    ``sigma2`` hold log variances.
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> from causalcts.data.panel import Panel
+    >>> from causalcts.models import sem
+    >>> sim = causalcts.simulate(n_teams=60, n_weeks=5, seed=1)
+    >>> panel = Panel(sim.data, columns=["cr_velocity", "ai_share"])
+    >>> wide, _ = sem.build_wide("cr_velocity ~ L(cr_velocity, 1) + ai_share", panel, ["ai_share"], False)
+    >>> post = SemPosterior(wide, sem.missingness_patterns(wide.Z), _prior_scales(None, 1.0))
+    >>> lp, grad = post.logp(post.to_x(sem.start_values(wide)))
+    >>> bool(np.isfinite(lp)), grad.shape == (wide.layout.n_params,)
+    (True, True)
+    """
+
+    wide: WideData
+    patterns: list
+    scales: dict
+
+    def __post_init__(self) -> None:
+        L = self.wide.layout
+        self.layout = L
+        self.N = self.wide.Z.shape[0]
+        self.ndim = L.n_params
+        self.n_obs_cells = sum(p.n * len(p.obs) for p in self.patterns)
+        q = L.q
+        self.diag = L.tril[0] == L.tril[1]
+        self.diag_pos = np.flatnonzero(self.diag)
+        # Jacobian of the log-diagonal Cholesky map Phi_uu = L L': sum_i (q - i + 2) l_i, i = 1..q
+        self.jac_weight = (q - np.arange(q) + 1).astype(float)
+
+    # ------------------------------------------------------------------ coordinates
+    def _chol(self, x_phi: np.ndarray) -> np.ndarray:
+        q = self.layout.q
+        Lc = np.zeros((q, q))
+        vals = x_phi.copy()
+        vals[self.diag_pos] = np.exp(vals[self.diag_pos])
+        Lc[self.layout.tril] = vals
+        return Lc
+
+    def to_theta(self, x: np.ndarray) -> np.ndarray:
+        """The model's parameters ``theta`` at the unconstrained point ``x``."""
+        s = self.layout.slices
+        theta = x.copy()
+        Lc = self._chol(x[s["phi"]])
+        theta[s["phi"]] = (Lc @ Lc.T)[self.layout.tril]
+        theta[s["psi"]] = np.exp(x[s["psi"]])
+        theta[s["sigma2"]] = np.exp(x[s["sigma2"]])
+        return theta
+
+    def to_x(self, theta: np.ndarray) -> np.ndarray:
+        """The unconstrained point of ``theta`` (``Phi_uu`` must be positive definite)."""
+        L, s = self.layout, self.layout.slices
+        x = np.asarray(theta, dtype=float).copy()
+        Phi = np.zeros((L.q, L.q))
+        Phi[L.tril] = theta[s["phi"]]
+        Phi = Phi + np.tril(Phi, -1).T
+        Lc = np.linalg.cholesky(Phi)
+        vals = Lc[L.tril]
+        vals[self.diag_pos] = np.log(vals[self.diag_pos])
+        x[s["phi"]] = vals
+        x[s["psi"]] = np.log(theta[s["psi"]])
+        x[s["sigma2"]] = np.log(theta[s["sigma2"]])
+        return x
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``d theta / d x`` (n_params x n_params): identity but for the Cholesky and log-variance blocks."""
+        L, s = self.layout, self.layout.slices
+        J = np.eye(self.ndim)
+        Lc = self._chol(x[s["phi"]])
+        r, c = L.tril
+        block = np.zeros((len(r), len(r)))
+        for col, (i, j) in enumerate(zip(r, c, strict=True)):
+            M = np.zeros((L.q, L.q))
+            M[i, :] += Lc[:, j]
+            M[:, i] += Lc[:, j]
+            block[:, col] = M[r, c] * (Lc[i, i] if i == j else 1.0)
+        idx = np.arange(s["phi"].start, s["phi"].stop)
+        J[np.ix_(idx, idx)] = block
+        for name in ("psi", "sigma2"):
+            k = np.arange(s[name].start, s[name].stop)
+            J[k, k] = np.exp(x[k])
+        return J
+
+    # ------------------------------------------------------------------ densities
+    def loglik(self, theta: np.ndarray, grad: bool = True):
+        """Log-likelihood of the scaled wide data at ``theta`` and its gradient; None where Sigma is not PD."""
+        Sigma, mu, parts = self.layout.moments(theta)
+        res = fit_function(Sigma, mu, self.patterns, self.N, grad=grad)
+        if res is None:
+            return None
+        f, dS, dmu = res
+        ll = -0.5 * (self.N * f + self.n_obs_cells * np.log(2 * np.pi))
+        if not grad:
+            return ll, None
+        return ll, -0.5 * self.N * self.layout.backprop(dS[None], dmu[None], parts)[0]
+
+    def log_prior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log prior density of ``theta`` (module docstring, up to a constant) and its gradient in ``theta``."""
+        L, s, sc = self.layout, self.layout.slices, self.scales
+        g = np.zeros(self.ndim)
+        lp = 0.0
+        for name, scale in (("coef", sc["beta_scale"]), ("nu", sc["intercept_scale"]), ("mu_u", sc["intercept_scale"])):
+            v = theta[s[name]]
+            lp -= 0.5 * float(v @ v) / scale**2
+            g[s[name]] = -v / scale**2
+        for name in ("ua", "ue"):
+            v = theta[s[name]]
+            lp -= 0.5 * float(v @ v) / sc["cov_scale"] ** 2
+            g[s[name]] = -v / sc["cov_scale"] ** 2
+        # half-normal on an SD, written on the variance v: log p(v) = -v / (2 s^2) - log(v) / 2
+        for name, scale in (("psi", sc["re_scale"]), ("sigma2", sc["sigma_scale"])):
+            v = theta[s[name]]
+            lp += float(np.sum(-v / (2 * scale**2) - 0.5 * np.log(v)))
+            g[s[name]] = -1.0 / (2 * scale**2) - 0.5 / v
+        # inverse-Wishart(nu = q + 2, I): -(nu + q + 1)/2 log|Phi| - tr(Phi^-1)/2
+        q = L.q
+        Phi = np.zeros((q, q))
+        Phi[L.tril] = theta[s["phi"]]
+        Phi = Phi + np.tril(Phi, -1).T
+        Pi = np.linalg.inv(Phi)
+        a = (2 * q + 3) / 2
+        lp += -a * np.linalg.slogdet(Phi)[1] - 0.5 * np.trace(Pi)
+        H = -a * Pi + 0.5 * Pi @ Pi
+        g[s["phi"]] = np.where(self.diag, 1.0, 2.0) * H[L.tril]
+        return float(lp), g
+
+    def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior at the unconstrained ``x`` (with the log Jacobian) and its gradient in ``x``."""
+        s = self.layout.slices
+        theta = self.to_theta(x)
+        out = self.loglik(theta)
+        if out is None:
+            return -np.inf, np.zeros(self.ndim)
+        ll, g_ll = out
+        lp, g_lp = self.log_prior(theta)
+        g = g_ll + g_lp
+        gx = g.copy()
+        # phi block: g is d/d(tril of Phi); d/dL = 2 H L with H the symmetric matrix of g
+        L = self.layout
+        H = np.zeros((L.q, L.q))
+        H[L.tril] = g[s["phi"]] / np.where(self.diag, 1.0, 2.0)
+        H = H + np.tril(H, -1).T
+        Lc = self._chol(x[s["phi"]])
+        gL = (2.0 * H @ Lc)[L.tril]
+        gL[self.diag_pos] *= Lc.diagonal()
+        gL[self.diag_pos] += self.jac_weight
+        gx[s["phi"]] = gL
+        log_jac = float(self.jac_weight @ x[s["phi"]][self.diag_pos])
+        for name in ("psi", "sigma2"):
+            gx[s[name]] = g[s[name]] * theta[s[name]] + 1.0
+            log_jac += float(np.sum(x[s[name]]))
+        return float(ll + lp + log_jac), gx
+
+
+class _Whitened:
+    """The posterior in whitened coordinates ``z``: ``x = centre + W z`` (an affine map: the posterior is exact)."""
+
+    def __init__(self, post: SemPosterior, centre: np.ndarray, W: np.ndarray, coef_map, wide: WideData) -> None:
+        self.post, self.centre, self.W, self.ndim = post, centre, W, post.ndim
+        self.J, self.off = coef_map
+        L = post.layout
+        self.n_coef, self.m = L.n_coef, L.m
+        self.sy2 = float(wide.scale[L.q] ** 2)
+
+    def logp(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        lp, g = self.post.logp(self.centre + self.W @ z)
+        return lp, self.W.T @ g
+
+    def expand(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        theta = self.post.to_theta(self.centre + self.W @ z)
+        est = self.J @ theta + self.off
+        s = self.post.layout.slices
+        err = theta[s["sigma2"]] * self.sy2
+        return {
+            "beta": est[: self.n_coef],
+            "intercept": est[self.n_coef :],
+            "alpha_variance": np.asarray(theta[s["psi"]][0] * self.sy2),
+            "error_variance": np.broadcast_to(err, (self.m,)).copy(),
+        }
+
+    def initial_point(self, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+
+
+def _whitening(post: SemPosterior, x_hat: np.ndarray, H_theta: np.ndarray, theta_hat: np.ndarray) -> np.ndarray:
+    """``W`` with ``W W'`` the inverse observed information in ``x`` at the ML point (Fisher's where needed)."""
+    J = post.jacobian(x_hat)
+    for H in (H_theta, fisher_information(post.layout, theta_hat)):
+        P = 0.5 * post.N * (J.T @ H @ J)
+        P = 0.5 * (P + P.T)
+        d = np.sqrt(np.maximum(np.diag(P), 1e-12))
+        try:
+            R = np.linalg.cholesky(P / np.outer(d, d) + 1e-10 * np.eye(len(d))).T * d  # R'R = P
+        except np.linalg.LinAlgError:
+            continue
+        return linalg.solve_triangular(R, np.eye(len(d)))  # W = R^-1: W W' = P^-1
+    return np.diag(1.0 / np.sqrt(np.maximum(np.diag(0.5 * post.N * (J.T @ H_theta @ J)), 1e-12)))
+
+
+def _sample(target: _Whitened, coords: dict, *, chains, draws, tune, seed, cores, progressbar):
+    import nutpie
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    example = target.expand(np.zeros(target.ndim))
+    names = list(example)
+    dims = {"beta": ("term",), "intercept": ("wave",), "error_variance": ("wave",)}
+    model = from_pyfunc(
+        target.ndim,
+        make_logp_fn=lambda: lambda z, **_: target.logp(np.asarray(z, dtype=np.float64)),
+        make_expand_fn=lambda *a: lambda z, **_: target.expand(np.asarray(z, dtype=np.float64)),
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=[np.shape(example[k]) for k in names],
+        expanded_names=names,
+        coords=coords,
+        dims=dims,
+        make_initial_point_fn=lambda s: target.initial_point(int(s) % (2**32)),
+    )
+    return nutpie.sample(
+        model, draws=draws, tune=tune, chains=chains, cores=cores, seed=int(seed), progress_bar=progressbar
+    )
+
+
+def fit_bayes_sem(
+    formula: str,
+    data,
+    *,
+    predetermined,
+    entity: str = "team",
+    time_col: str = "week",
+    time_effects: bool = True,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int | np.random.Generator | None = None,
+    priors: dict | None = None,
+    prior_scale: float = 1.0,
+    progressbar: bool = False,
+    cores: int | None = None,
+    sampler: str = "auto",
+) -> BayesResults:
+    """Sample the Bayesian ML-SEM dynamic panel (module docstring): ``fit(method="bayes", predetermined=...)``.
+
+    Parameters
+    ----------
+    formula
+        ``"y ~ L(y, 1) + x + w"`` as for ``method="ml"``: lags of the outcome, time-varying regressors at any
+        lags, time-invariant regressors.
+    data
+        DataFrame or :class:`~causalcts.Panel`, one row per team and week; missing weeks are handled by
+        full information.
+    predetermined
+        Time-varying regressors (variable or term names) whose later values may respond to today's error;
+        ``[]`` declares every regressor strictly exogenous within the same joint model.
+    entity, time_col, time_effects
+        Key columns; ``time_effects`` must be True (one intercept per wave).
+    chains, draws, tune, seed, cores, progressbar
+        NUTS settings (nutpie). ``seed`` None draws fresh entropy; the integer used is recorded in
+        ``res.info["seed"]`` and ``res.spec["seed"]`` and reproduces the draws.
+    priors, prior_scale
+        Prior scales (module docstring); ``prior_scale`` multiplies all of them.
+    sampler
+        ``"auto"`` or ``"nutpie"`` (the only backend of this model).
+
+    Returns
+    -------
+    BayesResults
+        ``params`` posterior means of the coefficients (``std_errors`` SDs, ``conf_int`` equal-tailed),
+        ``idata`` with ``beta`` (dim ``term``), ``intercept`` and ``error_variance`` (dim ``wave``),
+        ``alpha_variance``; ``diagnostics``, ``converged`` (a :class:`~causalcts.errors.ConvergenceWarning`
+        otherwise), ``long_run(x)`` draw by draw, ``info["ml_estimates"]`` the maximum-likelihood point.
+
+    Examples
+    --------
+    >>> import warnings, causalcts
+    >>> sim = causalcts.simulate(n_teams=100, n_weeks=5, seed=3)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")  # too few draws for the convergence checks
+    ...     res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="bayes",
+    ...                         predetermined=["ai_share"], chains=1, draws=30, tune=30, seed=1)
+    >>> list(res.params.index), res.idata.posterior["beta"].dims
+    (['L1.cr_velocity', 'ai_share'], ('chain', 'draw', 'term'))
+    """
+    t0, c0 = time.perf_counter(), time.process_time()
+    check_option("sampler", sampler, ("auto", "nutpie"))
+    _check_sampler_counts(chains, draws, tune, 0)
+    seed = resolve_seed(seed)
+    n_cores = resolve_cores(cores, chains)
+    scales = _prior_scales(priors, prior_scale)
+    if not time_effects:
+        raise SpecificationError(
+            "method='bayes' with predetermined= has one intercept per wave (time_effects=True), as method='ml'."
+        )
+    fspec = formula_spec(formula)
+    panel = data if isinstance(data, Panel) else Panel(data, entity=entity, time=time_col, columns=list(fspec.numeric))
+    wide, design = build_wide(formula, panel, predetermined, False, method="bayes")
+    layout, Z = wide.layout, wide.Z
+    N = Z.shape[0]
+    if N <= layout.p:
+        raise EmptyPanelError(
+            f"method='bayes' with predetermined= models {layout.p} observed variables (the outcome and regressors "
+            f"at every wave) but has {N} teams; it needs more teams than variables."
+        )
+    patterns = missingness_patterns(Z)
+    post = SemPosterior(wide, patterns, scales)
+    with one_blas_thread():
+        theta_hat, _, H, _, _ = maximise_likelihood(wide, patterns, N)
+        x_hat = post.to_x(theta_hat)
+        W = _whitening(post, x_hat, H, theta_hat)
+    t_mode = time.perf_counter() - t0
+    times = wave_labels(panel, wide.eq_waves)
+    target = _Whitened(post, x_hat, W, original_map(wide, theta_hat), wide)
+    coords = {"term": list(layout.coef_names), "wave": [str(t) for t in times]}
+    with one_blas_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        raw = _sample(
+            target, coords, chains=chains, draws=draws, tune=tune, seed=seed, cores=n_cores, progressbar=progressbar
+        )
+    import arviz as az
+
+    idata = az.InferenceData(posterior=raw.posterior, sample_stats=raw.sample_stats)
+    diag, ok, div = diagnose(idata, ["beta", "alpha_variance", "error_variance"], label="Bayesian ML-SEM")
+    names = list(layout.coef_names)
+    beta = idata.posterior["beta"].values.reshape(-1, len(names))
+    J, off = original_map(wide, theta_hat)
+    ml = (J @ theta_hat + off)[: len(names)]
+    alpha_var = float(idata.posterior["alpha_variance"].values.mean())
+    err_var = idata.posterior["error_variance"].values.reshape(-1, layout.m).mean(axis=0)
+    pre = sorted({layout.columns[i][0] for i in layout.ue[0].tolist()})
+    nobs = int(np.isfinite(Z[:, layout.q :]).sum())
+    refit = {
+        "formula": formula,
+        "method": "bayes",
+        "entity": entity,
+        "time": time_col,
+        "time_effects": bool(time_effects),
+        "predetermined": [predetermined] if isinstance(predetermined, str) else list(predetermined),
+        "chains": chains,
+        "draws": draws,
+        "tune": tune,
+        "seed": seed,
+        "priors": dict(priors or {}),
+        "prior_scale": prior_scale,
+        "sampler": sampler,
+        "cores": cores,
+    }
+    return BayesResults(
+        params=pd.Series(beta.mean(axis=0), index=names),
+        std_errors=pd.Series(beta.std(axis=0, ddof=1), index=names),
+        cov=pd.DataFrame(np.atleast_2d(np.cov(beta, rowvar=False)), index=names, columns=names),
+        nobs=nobs,
+        n_entities=int(N),
+        method="bayes",
+        formula=formula,
+        cov_type="posterior",
+        dist="normal",
+        outcome_lags=tuple(design.outcome_lags),
+        cov_re=pd.DataFrame([[alpha_var]], index=["team effect"], columns=["team effect"]),
+        scale=float(err_var.mean()),
+        idata=idata,
+        diagnostics=diag,
+        converged=ok,
+        info={
+            "sampler": "nutpie (NumPy ML-SEM log-density, whitened at the ML point)",
+            "model": "ML-SEM (team effect a latent variable of the joint normal)",
+            "divergences": div,
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0,
+            "seconds_ml_start": t_mode,
+            "chains": chains,
+            "draws": draws,
+            "tune": tune,
+            "seed": seed,
+            "cores": n_cores,
+            "prior_scale": prior_scale,
+            "priors_internal": scales,
+            "predetermined": pre,
+            "n_params": int(layout.n_params),
+            "n_observed_variables": int(layout.p),
+            "missing_patterns": len(patterns),
+            "ml_estimates": dict(zip(names, ml.tolist(), strict=True)),
+            "error_variances": err_var.tolist(),
+            "time_effects": True,
+        },
+        spec=refit,
+    )

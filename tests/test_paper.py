@@ -1,0 +1,101 @@
+"""The paper builds end to end on small settings (``python paper/build.py --quick``), and fails when it should.
+
+Runs the quick build once (about half a minute on 2 cores; a tiny grid, a small SBC, a small analyze example) into
+a temporary folder and checks the PDF: pages, sections, figures, every number filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "paper" / "build.py"
+
+pytest.importorskip("typst")
+sys.path.insert(0, str(ROOT / "paper"))
+import build as paper_build  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paper")
+    proc = subprocess.run(
+        [sys.executable, str(BUILD), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def test_quick_build_writes_a_full_paper(quick):
+    pdf = quick / "paper.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert paper_build.count_pages(pdf) >= 8
+    info = paper_build.check_document(quick)  # raises if a section is missing or fewer than 5 figures
+    assert info["figures"] >= 5
+    for section in paper_build.REQUIRED_SECTIONS:
+        assert section in info["sections"]
+    assert (quick / "REPRODUCE.md").exists() and "| file | causalcts version | date |" in (
+        quick / "REPRODUCE.md"
+    ).read_text()
+
+
+def test_every_number_the_manuscript_asks_for_is_filled(quick):
+    doc = json.loads((quick / "generated" / "numbers.json").read_text())
+    text = re.sub(r"(?m)^\s*//.*$", "", (ROOT / "paper" / "paper.typ").read_text())  # not the comments
+    keys = set(re.findall(r'\bn\("([^"]+)"\)', text))
+    assert len(keys) > 100
+    # keys of sections switched off by a flag may be absent; every other one must be there
+    optional = ("study_paper.", "example.sav.", "example.truth.")
+    missing = [k for k in keys if k not in doc["values"] and not k.startswith(optional)]
+    assert missing == []
+    figs = set(re.findall(r'#fig\("([^"]+)"', text))
+    assert {f for f in figs if not f.startswith("paper_")} <= set(doc["figures"])
+    for path in doc["figures"].values():
+        assert (quick / path).stat().st_size > 1000
+    readme = (quick / "benchmarks-README.md").read_text()
+    assert "{{" not in readme
+    assert "| design | method | term | bias (MCSE) | RMSE (MCSE) |" in readme  # the generated table
+    assert "bayes (recommended)" not in readme  # not the hand-typed one it replaces
+    assert doc["values"]["headline.reps"] in readme
+
+
+def test_sbc_records_the_simulations_it_ran(quick):
+    sbc = json.loads((quick / "results" / "sbc.json").read_text())
+    assert {v["design"]["n_sims"] for v in sbc.values()} == {8}
+    assert "--sims 8" in (quick / "REPRODUCE.md").read_text()
+
+
+def test_an_unfilled_number_or_a_missing_figure_stops_the_build(quick, tmp_path):
+    for name in ("paper.typ", "template.typ", "refs.bib"):
+        shutil.copy(quick / name, tmp_path / name)
+    shutil.copytree(quick / "generated", tmp_path / "generated")
+    import typst
+
+    typst.compile(str(tmp_path / "paper.typ"), output=str(tmp_path / "ok.pdf"), root=str(tmp_path))
+    broken = (tmp_path / "paper.typ").read_text() + '\nThe effect is #n("no.such.number").\n'
+    (tmp_path / "paper.typ").write_text(broken)
+    with pytest.raises(Exception, match="unfilled number: no.such.number"):
+        typst.compile(str(tmp_path / "paper.typ"), output=str(tmp_path / "x.pdf"), root=str(tmp_path))
+    (tmp_path / "paper.typ").write_text((quick / "paper.typ").read_text() + '\n#fig("no_such_figure", [x])\n')
+    with pytest.raises(Exception, match="missing figure: no_such_figure"):
+        typst.compile(str(tmp_path / "paper.typ"), output=str(tmp_path / "x.pdf"), root=str(tmp_path))
+
+
+def test_a_template_placeholder_without_a_number_fails(tmp_path):
+    import argparse
+
+    b = paper_build.Build(argparse.Namespace(quick=True, out=str(tmp_path), rerun=False, example="steady"))
+    c = type("C", (), {"values": {"a.b": "1"}, "tables": {}})()
+    (tmp_path / "t.in").write_text("x {{a.b}} y {{no.such}}\n")
+    with pytest.raises(paper_build.BuildError, match="no.such"):
+        b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
+    (tmp_path / "t.in").write_text("x {{a.b}}\n")
+    b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
+    assert (tmp_path / "t.md").read_text() == "x 1\n"
