@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -87,12 +88,12 @@ class EstimationResults:
     formula: str
     cov_type: str
     n_instruments: int = 0
-    tests: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    tests: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     dist: str = "normal"
     df_resid: float | None = None
     outcome_lags: tuple[str, ...] = ()
-    info: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    spec: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    info: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    spec: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     """What ``fit`` was called with (formula, method, entity, time and every option), enough to refit."""
     resid: pd.Series | None = None
     """Residuals of the estimating equation, indexed by (entity, time) of the estimation sample."""

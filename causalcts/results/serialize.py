@@ -185,7 +185,7 @@ def decode(value: Any) -> Any:
         module, _, qualname = value["__dataclass__"].partition(":")
         if not module.startswith("causalcts."):
             raise CausalCTSError(f"Refusing to load {value['__dataclass__']!r}: only causalcts classes are loaded.")
-        cls = importlib.import_module(module)
+        cls: Any = importlib.import_module(module)
         for part in qualname.split("."):
             cls = getattr(cls, part)
         return cls(**{k: decode(v) for k, v in value["fields"].items()})

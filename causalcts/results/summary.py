@@ -95,7 +95,7 @@ class Summary(str):
     True
     """
 
-    title: str
+    title: str  # type: ignore[assignment]  # the heading shadows str.title on purpose (public attribute)
     header: tuple[tuple[str, str], ...]
     tables: tuple[tuple[str, pd.DataFrame], ...]
     notes: tuple[str, ...]
@@ -107,11 +107,11 @@ class Summary(str):
         tables: Sequence[tuple[str, pd.DataFrame]] = (),
         notes: Sequence[str] = (),
     ) -> Summary:
-        header = tuple((str(k), str(v)) for k, v in header)
-        tables = tuple((str(c), t.copy()) for c, t in tables)
-        notes = tuple(str(n) for n in notes)
-        obj = super().__new__(cls, _render_text(title, header, tables, notes))
-        obj.title, obj.header, obj.tables, obj.notes = title, header, tables, notes
+        head = tuple((str(k), str(v)) for k, v in header)
+        tabs = tuple((str(c), t.copy()) for c, t in tables)
+        foot = tuple(str(n) for n in notes)
+        obj = super().__new__(cls, _render_text(title, head, tabs, foot))
+        obj.title, obj.header, obj.tables, obj.notes = title, head, tabs, foot
         return obj
 
     def __repr__(self) -> str:
@@ -166,7 +166,10 @@ class Summary(str):
 
 
 def _formatters(table: pd.DataFrame) -> dict[str, Callable[[object], str]]:
-    return {c: (lambda v, c=str(c): format_value(v, c)) for c in table.columns}
+    def formatter(column: str) -> Callable[[object], str]:
+        return lambda v: format_value(v, column)
+
+    return {c: formatter(str(c)) for c in table.columns}
 
 
 def _render_text(title, header, tables, notes) -> str:
