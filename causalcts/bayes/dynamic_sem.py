@@ -120,6 +120,7 @@ class SemPosterior:
     wide: WideData
     patterns: list
     scales: dict
+    wishart: float = 1.0
 
     def __post_init__(self) -> None:
         L = self.wide.layout
@@ -224,8 +225,8 @@ class SemPosterior:
         Phi = Phi + np.tril(Phi, -1).T
         Pi = np.linalg.inv(Phi)
         a = (2 * q + 3) / 2
-        lp += -a * np.linalg.slogdet(Phi)[1] - 0.5 * np.trace(Pi)
-        H = -a * Pi + 0.5 * Pi @ Pi
+        lp += self.wishart * (-a * np.linalg.slogdet(Phi)[1] - 0.5 * np.trace(Pi))
+        H = self.wishart * (-a * Pi + 0.5 * Pi @ Pi)
         g[s["phi"]] = np.where(self.diag, 1.0, 2.0) * H[L.tril]
         return float(lp), g
 

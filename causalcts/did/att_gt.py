@@ -523,6 +523,7 @@ class ATTgtResults(EstimationResults):
         """One row per (cohort, time): ``att``, ``std_error``, pointwise ``lower``/``upper`` at ``level``, ``post``."""
         ci = self.conf_int(self.level)
         c = self.cells
+        assert c is not None  # required: __post_init__ copies it
         return pd.DataFrame(
             {
                 "cohort": c["cohort"].to_numpy(),
@@ -544,9 +545,11 @@ class ATTgtResults(EstimationResults):
         """
         check_option("kind", kind, ("simple", "group", "dynamic", "calendar"))
         att = self.params.to_numpy()
-        psi = self.influence
-        cg = self.cells["cohort"].to_numpy(dtype=float)
-        ct = self.cells["time"].to_numpy(dtype=float)
+        psi, cells, g_unit = self.influence, self.cells, self.unit_cohort
+        # __post_init__ makes arrays of both (np.array(None) included) and copies cells, so none is None here
+        assert psi is not None and cells is not None and g_unit is not None
+        cg = cells["cohort"].to_numpy(dtype=float)
+        ct = cells["time"].to_numpy(dtype=float)
         ok = np.isfinite(att)
         if not ok.all():
             warnings.warn(
@@ -556,7 +559,6 @@ class ATTgtResults(EstimationResults):
                 stacklevel=2,
             )
             att, psi, cg, ct = att[ok], psi[:, ok], cg[ok], ct[ok]
-        g_unit = self.unit_cohort
         glist = np.unique(cg)
         pgg = np.array([np.mean(g_unit == g) for g in glist])
         pg = pgg[np.searchsorted(glist, cg)]
@@ -580,13 +582,14 @@ class ATTgtResults(EstimationResults):
             est, inf = _agg(att, psi, keep, pg, g_unit, cg)
             return AggregatedATT(kind, est, _se(inf), pd.DataFrame(), self.level, inf, np.empty((len(inf), 0)))
         if kind == "group":
-            ests, infs = [], []
+            cohort_ests: list[float] = []
+            cohort_infs: list[np.ndarray] = []
             for g in glist:
                 which = np.flatnonzero((cg == g) & post)
-                ests.append(float(np.mean(att[which])))
-                infs.append(psi[:, which] @ (pg[which] / pg[which].sum()))
-            infs = np.column_stack(infs)
-            ests = np.asarray(ests)
+                cohort_ests.append(float(np.mean(att[which])))
+                cohort_infs.append(psi[:, which] @ (pg[which] / pg[which].sum()))
+            infs = np.column_stack(cohort_infs)
+            ests = np.asarray(cohort_ests)
             inf = infs @ (pgg / pgg.sum()) + _wif(np.arange(len(glist)), pgg, g_unit, glist) @ ests
             est = float(np.sum(ests * pgg) / pgg.sum())
             return AggregatedATT(kind, est, _se(inf), table(glist, "cohort", ests, infs), self.level, inf, infs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -66,5 +67,6 @@ def onset_cohort(data: pd.DataFrame, *, entity: str, time: str, share: str, thre
     out = first.reindex(teams).fillna(0).rename("cohort")
     if pd.api.types.is_integer_dtype(frame[time]):
         out = out.astype(frame[time].dtype)
-    out.attrs.update({"threshold": float(threshold), "share": share, "never_treated": 0})
+    # np.isscalar's TypeGuard forgets the declared type; threshold was checked above to be a finite number
+    out.attrs.update({"threshold": float(cast(float, threshold)), "share": share, "never_treated": 0})
     return out

@@ -353,6 +353,7 @@ def event_study(
             raise NoTreatmentVariationError(
                 f"The share {share!r} never varies within any {entity}: the fixed effects absorb it."
             )
+        assert leads is not None and lags is not None  # a share design without both was refused above
         event_times = list(range(-int(leads), int(lags) + 1))
         names = [lag_name(share, k) for k in event_times]
         D = np.column_stack([panel.lag(share, k).to_numpy() for k in event_times])
@@ -376,6 +377,7 @@ def event_study(
     if treatment is not None:
         cohort = _onset_from_treatment(frame, entity, time, treatment, t_num)
     else:
+        assert onset is not None  # exactly one of treatment/onset/share was given, and share returned above
         cohort = _onset_from_column(frame, entity, time, onset, never, t0, step)
     rel = t_num - cohort
     treated = np.isfinite(rel)
