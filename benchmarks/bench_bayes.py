@@ -75,7 +75,8 @@ std = lambda a: (a - a.mean(axis=0)) / a.std(axis=0)  # the standardisation caus
 cols = ["cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"]
 X = np.column_stack([np.ones(len(d)), std(d[cols].to_numpy())])
 y = std(d["log_cts"].to_numpy()); x1 = X[:, 1]
-with pm.Model(coords={"team": teams, "re": ["Intercept", "cr_velocity"], "term": ["Intercept", "cr_velocity", "rollback_rate", "interventions_per_deploy", "pages_per_oncall"]}) as m:
+terms = ["Intercept", *cols]
+with pm.Model(coords={"team": teams, "re": ["Intercept", "cr_velocity"], "term": terms}) as m:
     beta = pm.Normal("beta", mu=0.0, sigma=2.5, dims="term")
     sigma = pm.HalfNormal("sigma", 1.0)
     chol, corr, sds = pm.LKJCholeskyCov(

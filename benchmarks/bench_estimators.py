@@ -37,7 +37,8 @@ r = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate", 
                   gmm={"cr_velocity": (2, None)}, collapse=True, steps=2, time_effects=True)
 wall = time.perf_counter() - t
 print(json.dumps({"seconds": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "params": r.params.to_dict(), "std_errors": r.std_errors.to_dict(), "n_instruments": r.n_instruments}))
+                  "params": r.params.to_dict(), "std_errors": r.std_errors.to_dict(),
+                  "n_instruments": r.n_instruments}))
 """
 
 PEER_GMM = r"""
@@ -46,7 +47,8 @@ import pandas as pd
 from pydynpd import regression
 d = pd.read_parquet(sys.argv[1]) if sys.argv[1].endswith(".parquet") else pd.read_csv(sys.argv[1])
 T = int(d["week"].nunique())
-cmd = f"cr_velocity L(1:1).cr_velocity ai_share rollback_rate | gmm(cr_velocity, 2:{T - 1}) iv(ai_share rollback_rate) | nolevel timedumm collapse"
+cmd = (f"cr_velocity L(1:1).cr_velocity ai_share rollback_rate | gmm(cr_velocity, 2:{T - 1}) "
+       "iv(ai_share rollback_rate) | nolevel timedumm collapse")
 t = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()):
     m = regression.abond(cmd, d, ["team", "week"]).models[0]

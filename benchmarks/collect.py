@@ -74,8 +74,8 @@ def table() -> str:
             ours_rate = i["min_ess_bulk"] / i["fit_seconds"]
             ratio = (
                 (
-                    f">= {ours_rate / max(bounds):.0f}x ESS/s (bound: naive ESS <= its 4 x {b['naive_centred']['draws']} "
-                    "draws)"
+                    f">= {ours_rate / max(bounds):.0f}x ESS/s "
+                    f"(bound: naive ESS <= its 4 x {b['naive_centred']['draws']} draws)"
                 )
                 if bounds
                 else "naive not run"

@@ -10,6 +10,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -62,7 +63,7 @@ def run_demo(
     sim = simulate(n_teams, n_weeks, persistence=persistence, effect=effect, seed=seed)
     truth_b = sim.truth.persistence["cr_velocity"]
     truth_g = sim.truth.effect["cr_velocity"]
-    methods = {
+    methods: dict[str, dict[str, Any]] = {
         "within (fixed effects)": dict(method="within"),
         "half-panel jackknife": dict(method="jackknife"),
         "bias-corrected FE": dict(method="bias-corrected"),

@@ -1,4 +1,7 @@
-"""Imports run one way (ARCHITECTURE.md): no module imports a layer above its own, and estimators never see the simulator."""
+"""Imports run one way (ARCHITECTURE.md): no module imports a layer above its own.
+
+Estimators never see the simulator.
+"""
 
 import ast
 from pathlib import Path

@@ -164,6 +164,7 @@ def _fit_likelihood(spec, st: GroupStats, reml: bool):
         )
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None  # the loop above ran over three starts
     res = optimize.minimize(f, best.x, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
     if res.fun > best.fun:
         res = best
@@ -467,7 +468,8 @@ def default_prior_scales(y, X, Z, spec, priors, prior_scale, scale: InternalScal
         raise CausalCTSError(f"prior_scale must be a positive number, not {prior_scale!r}.")
     p = {**_RELATIVE, **{k: v for k, v in priors.items() if k in _RELATIVE}}
     for key, val in p.items():
-        if not (np.isscalar(val) and np.isfinite(val) and val > 0):
+        # numpy's isscalar TypeGuard widens val to a union with str/bytes, whose comparison mypy then refuses
+        if not (np.isscalar(val) and np.isfinite(val) and val > 0):  # type: ignore[operator]
             raise CausalCTSError(f"priors[{key!r}] must be a positive number, not {val!r}.")
     s_y = float(np.std(y)) or 1.0
     sx = np.array([1.0 if n == "Intercept" else (float(np.std(X[:, j])) or 1.0) for j, n in enumerate(spec.fixed)])

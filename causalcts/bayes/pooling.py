@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +59,11 @@ SD_PRIORS = {"halfcauchy": ("scale",), "halfnormal": ("scale",), "exponential": 
 _PREDICT_STREAM = 11
 
 
-def _describe(allowed: dict[str, tuple[str, ...]]) -> str:
+def _describe(allowed: Mapping[str, tuple[str, ...]]) -> str:
     return ", ".join(f"({name!r}, {', '.join(args)})" for name, args in allowed.items())
 
 
-def _check_prior(which: str, prior: Any, allowed: dict[str, tuple[str, ...]]) -> tuple:
+def _check_prior(which: str, prior: Any, allowed: Mapping[str, tuple[str, ...]]) -> tuple:
     """Validate a prior tuple such as ``("normal", 0, 5)``; return it as (name, float, ...)."""
     ok = isinstance(prior, (tuple, list)) and len(prior) >= 1 and prior[0] in allowed
     if not ok:
@@ -247,9 +248,11 @@ class PooledResults(BayesResults):
         theta = self.idata.posterior["theta"]
         draws = theta.values.reshape(-1, theta.sizes["rollout"])
         lower, upper = _interval(draws, level, axis=0)
+        group_effects = self.group_effects
+        assert group_effects is not None  # pool() always sets it
         return pd.DataFrame(
             {"mean": draws.mean(axis=0), "sd": draws.std(axis=0, ddof=1), "lower": lower, "upper": upper},
-            index=self.group_effects.index,
+            index=group_effects.index,
         )
 
     def predict(self, level: float = 0.95) -> dict[str, float]:
@@ -276,7 +279,9 @@ class PooledResults(BayesResults):
         from causalcts.results.summary import Summary
 
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-        table = self.data.join(self.effects(level)).rename(columns={"lower": f"{lo:.1%}", "upper": f"{hi:.1%}"})
+        data = self.data
+        assert data is not None  # pool() always sets it
+        table = data.join(self.effects(level)).rename(columns={"lower": f"{lo:.1%}", "upper": f"{hi:.1%}"})
         tables = [self._estimates_table(level), ("Effect per rollout: raw estimate and SE, pooled posterior", table)]
         return Summary(f"causalcts {self.method} estimation", self._header(), tables, self._notes())
 

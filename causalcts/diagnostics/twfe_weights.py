@@ -268,6 +268,7 @@ def twfe_weights(
         )
     else:
         table = pd.DataFrame(columns=["coef", "std_error", "tstat", "correlation"], dtype=float)
+    assert res.weights is not None  # twowayfeweights() always fills the per-cell weights
     weights = res.weights.rename(columns={"Group_TWFE": entity, "Time_TWFE": time}).reset_index(drop=True)
     return TWFEWeights(
         kind=kind,

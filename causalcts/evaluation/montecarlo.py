@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -298,7 +299,7 @@ def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
         warnings.simplefilter("always")
         sim = simulate(**design, seed=sim_seed)
     sim_warnings = [f"simulate: {w}" for w in _recorded(caught)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, kw in grid.methods.items():
         kw = dict(kw)
         if kw.get("method") == "bayes":
@@ -410,8 +411,8 @@ def run_grid(
             cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         try:
-            futures = [client.submit(_run_and_save, grid, d, r, str(out), pure=False) for d, r in todo]
-            for f in dask_completed(futures):
+            dask_futures = [client.submit(_run_and_save, grid, d, r, str(out), pure=False) for d, r in todo]
+            for f in dask_completed(dask_futures):
                 f.result()
                 bar and bar.update()
         finally:

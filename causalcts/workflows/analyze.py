@@ -320,7 +320,7 @@ def _analyze_outcome(data: RolloutData, outcome: str, methods: Sequence[str], pr
     if not fits:
         raise CausalCTSError(f"Every method failed for {outcome!r}: {failed}")
     rec = checks.recommend(fits, diagnostics, flagged_controls=flagged)
-    chosen = without.get(rec["method"]) if flagged and rec["method"] in without else fits[rec["method"]]
+    chosen = without[rec["method"]] if flagged and rec["method"] in without else fits[rec["method"]]
     if flagged and rec["method"] not in without:
         rec["reason"] += " (Its fit without them failed or was not run, so the estimate keeps them.)"
         rec["without_controls"] = []

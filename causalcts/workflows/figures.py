@@ -87,7 +87,7 @@ def share_histogram(values: pd.Series, *, share: str, threshold: float) -> Figur
     """Histogram of the share over team-weeks, with the onset threshold marked."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.subplots()
-    ax.hist(values.dropna().to_numpy(), bins=np.linspace(0, 1, 41), color="tab:blue", alpha=0.8)
+    ax.hist(values.dropna().to_numpy(), bins=np.linspace(0, 1, 41).tolist(), color="tab:blue", alpha=0.8)
     ax.axvline(threshold, color="tab:red", ls="--", label=f"onset threshold {threshold:g}")
     ax.set(xlabel=share, ylabel="team-weeks", title=f"Distribution of {share}")
     ax.legend()
