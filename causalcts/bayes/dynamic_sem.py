@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import linalg
+from scipy.linalg import blas
 
 from causalcts.bayes.mixed import _check_sampler_counts, resolve_cores, resolve_seed
 from causalcts.bayes.results import BayesResults, diagnose
@@ -262,18 +263,22 @@ class _Whitened:
     """The posterior in whitened coordinates ``z``: ``x = centre + W z`` (an affine map: the posterior is exact)."""
 
     def __init__(self, post: SemPosterior, centre: np.ndarray, W: np.ndarray, coef_map, wide: WideData) -> None:
-        self.post, self.centre, self.W, self.ndim = post, centre, W, post.ndim
+        self.post, self.centre, self.ndim = post, centre, post.ndim
+        self.W = np.asfortranarray(np.triu(W))  # upper triangular: BLAS trmv, half the work of a dense product
         self.J, self.off = coef_map
         L = post.layout
         self.n_coef, self.m = L.n_coef, L.m
         self.sy2 = float(wide.scale[L.q] ** 2)
 
+    def to_x(self, z: np.ndarray) -> np.ndarray:
+        return self.centre + blas.dtrmv(self.W, z)
+
     def logp(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        lp, g = self.post.logp(self.centre + self.W @ z)
-        return lp, self.W.T @ g
+        lp, g = self.post.logp(self.to_x(z))
+        return lp, blas.dtrmv(self.W, g, trans=1)
 
     def expand(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        theta = self.post.to_theta(self.centre + self.W @ z)
+        theta = self.post.to_theta(self.to_x(z))
         est = self.J @ theta + self.off
         s = self.post.layout.slices
         err = theta[s["sigma2"]] * self.sy2

@@ -2,15 +2,19 @@ r"""Choose the estimator the data allow: run the exogeneity checks, then fit wha
 
 :func:`recommend` runs :func:`~causalcts.diagnostics.check_exogeneity` and applies three rules:
 
-1. **Strict exogeneity not rejected** (the lead test of every regressor has :math:`p \ge 0.05`: verdict
+1. **Strict exogeneity of the treatment not rejected** (its lead test has :math:`p \ge 0.05`: verdict
    ``pass`` or ``warn``): the efficient strict-exogeneity estimator, the bias-corrected within estimator
    (``method="bias-corrected"``; the half-panel jackknife when the outcome enters with more than one lag,
    the plain within estimator when it does not enter lagged).
-2. **Rejected for some regressors** (verdict ``fail``): those regressors are treated as *predetermined*
+2. **Rejected for the treatment** (verdict ``fail``): the treatment is treated as *predetermined*
    (sequentially exogenous: :math:`E[x_{is}\varepsilon_{it}] = 0` for :math:`s \le t` only) in the
    likelihood model, ``method="ml"`` with ``predetermined=[...]`` (Allison, Williams and Moral-Benito 2017),
    when the ML-SEM estimator is registered; otherwise system GMM with them predetermined and collapsed,
    lag-limited instruments (``gmm={y: (2, 1 + gmm_lags), x: (1, gmm_lags)}``, two-step, Windmeijer SEs).
+   Other regressors whose lead test fails are named in the reasons but not switched: with a lagged outcome
+   the within regression's Nickell bias spills into the leads' coefficients, and the test over-rejects for
+   strongly predictive covariates at small :math:`T` (measured: 9.5% at 5% for ``rollback_rate``, N = 150,
+   T = 8); the treatment's lead test kept its size (5.5%).
 3. **A control responds to the treatment** (verdict ``fail`` in the response test): it may be a mediator,
    so it is dropped from the main estimate (which then estimates the total effect), and the estimate with
    it (the direct effect, if it is a mediator) is reported beside it.
@@ -58,8 +62,8 @@ class Recommendation:
 
     def __str__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        head = f"Recommended: method={self.method!r}" + (f" with {opts}" if opts else "") + f", formula {self.formula!r}."
-        return " ".join([head, *self.reasons])
+        head = f"Recommended: method={self.method!r}" + (f" with {opts}" if opts else "")
+        return " ".join([f"{head}, formula {self.formula!r}.", *self.reasons])
 
 
 def _pick_strict(n_outcome_lags: int) -> tuple[str, str]:
@@ -122,24 +126,36 @@ def recommend(
         )
     kept = {t.variable for t in formula_spec(main_formula).terms}
     leads = checks[(checks["test"] == "lead") & checks.index.isin(list(kept))]
-    failing = [v for v in leads.index if leads.loc[v, "verdict"] == "fail"]
+    failing = [treatment] if leads.loc[treatment, "verdict"] == "fail" else []
+    others = [v for v in leads.index if v != treatment and leads.loc[v, "verdict"] == "fail"]
+    if others:
+        ps = ", ".join(f"{v}: p = {leads.loc[v, 'pvalue']:.3g}" for v in others)
+        reasons.append(
+            f"The lead test also fails for {ps}; with a lagged outcome this test over-rejects for regressors other "
+            f"than the treatment at small T (Nickell spill-over), so they are not switched automatically: if they "
+            f"respond to past outcomes, fit with predetermined={[*failing, *others]!r}."
+        )
     n_lags = len([t for t in formula_spec(main_formula).terms if t.variable == dep and t.lag > 0])
     if not failing:
         method, what = _pick_strict(n_lags)
-        ps = ", ".join(f"{v}: p = {leads.loc[v, 'pvalue']:.3g}" for v in leads.index)
-        reasons.insert(0, f"Strict exogeneity is not rejected by the lead tests ({ps}; fail below 0.05): {what}.")
+        p = leads.loc[treatment, "pvalue"]
+        reasons.insert(
+            0, f"Strict exogeneity of {treatment} is not rejected by its lead test (p = {p:.3g}; fail below 0.05): {what}."
+        )
         options: dict[str, Any] = {}
     else:
-        ps = ", ".join(f"{v}: p = {leads.loc[v, 'pvalue']:.3g}" for v in failing)
+        p = leads.loc[treatment, "pvalue"]
         if "ml" in registry.names():
             method, options = "ml", {"predetermined": list(failing)}
-            what = "the ML-SEM dynamic panel with them predetermined (sequential exogeneity)"
+            what = f"the ML-SEM dynamic panel with {treatment} predetermined (sequential exogeneity)"
         else:
             method = "sys-gmm"
             gmm = {dep: (2, 1 + gmm_lags), **{v: (1, gmm_lags) for v in failing}}
             options = {"predetermined": list(failing), "gmm": gmm, "collapse": True, "steps": 2}
-            what = "system GMM with them predetermined, collapsed and lag-limited instruments"
-        reasons.insert(0, f"Strict exogeneity is rejected by the lead test ({ps}; fail below 0.05): {what}.")
+            what = f"system GMM with {treatment} predetermined, collapsed and lag-limited instruments"
+        reasons.insert(
+            0, f"Strict exogeneity of {treatment} is rejected by its lead test (p = {p:.3g}; fail below 0.05): {what}."
+        )
     return Recommendation(
         method=method,
         formula=main_formula,
@@ -191,7 +207,7 @@ def fit_auto(
     ...                                      treatment="ai_share")
     >>> res.method
     'bias-corrected'
-    >>> res.info["recommendation"].startswith("Strict exogeneity is not rejected")
+    >>> "is not rejected" in res.info["recommendation"]
     True
     """
     rec = recommend(
