@@ -60,6 +60,7 @@ def main(n_teams: int = 2000, n_weeks: int = 39, chains: int = 2, draws: int = 5
         "divergences": int(r.info["divergences"]),
         "mean_leapfrog_steps": float(stats["n_steps"].values.mean()),
         "converged": bool(r.converged),
+        "worst_r_hat": diag["r_hat"].sort_values().tail(3).to_dict(),
         "target_met": bool(
             out["seconds"] <= 60
             and diag["ess_bulk"].min() >= 400

@@ -11,7 +11,7 @@ from causalcts import datasets, diagnostics, did, inference, metrics, registry
 from causalcts.api import fit
 from causalcts.bayes import mixed, pool
 from causalcts.data import Panel
-from causalcts.diagnostics import honest_did, twfe_weights
+from causalcts.diagnostics import check_exogeneity, fit_auto, honest_did, twfe_weights
 from causalcts.did import att_gt, did_multiplegt_dyn, event_study, onset_cohort
 from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning, InstrumentWarning
 from causalcts.estimators import nickell_bias
@@ -33,6 +33,7 @@ __all__ = [
     "Truth",
     "__version__",
     "att_gt",
+    "check_exogeneity",
     "compare",
     "datasets",
     "diagnostics",
@@ -40,6 +41,7 @@ __all__ = [
     "did_multiplegt_dyn",
     "event_study",
     "fit",
+    "fit_auto",
     "honest_did",
     "inference",
     "load_results",

@@ -75,7 +75,7 @@ def tiny(tmp_path):
 def test_grid_expands_designs(tiny):
     assert [d["n_weeks"] for d in tiny.designs] == [6, 8]
     assert tiny.methods["broken"]["gmm"] == {"cr_velocity": (5, 1)}
-    with pytest.raises(CausalCTSError, match="No grid 'no-such-grid': the package ships headline, paper, smoke"):
+    with pytest.raises(CausalCTSError, match="No grid 'no-such-grid': the package ships exogeneity, headline, paper, smoke"):
         load_grid("no-such-grid")
 
 
@@ -83,7 +83,7 @@ def test_shipped_grids_load_from_the_package_not_the_checkout():
     """The grids live in causalcts/evaluation/grids (package data), so a wheel install finds them."""
     import causalcts.evaluation
 
-    assert grid_names() == ["headline", "paper", "smoke"]
+    assert grid_names() == ["exogeneity", "headline", "paper", "smoke"]
     here = Path(causalcts.evaluation.__file__).parent / "grids"
     for name in grid_names():
         assert (here / f"{name}.toml").is_file()

@@ -123,7 +123,12 @@ def test_predetermined_beats_exogenous_under_feedback():
     common = dict(method="sys-gmm", gmm={"cr_velocity": (2, 4)}, collapse=True, steps=2)
     exo = causalcts.fit(F, s.data, **common)
     pre = causalcts.fit(
-        F, s.data, method="sys-gmm", gmm={"cr_velocity": (2, 4), "ai_share": (1, 3)}, collapse=True, steps=2,
+        F,
+        s.data,
+        method="sys-gmm",
+        gmm={"cr_velocity": (2, 4), "ai_share": (1, 3)},
+        collapse=True,
+        steps=2,
         predetermined=["ai_share"],
     )
     z_exo = (exo.params["ai_share"] - 0.1) / exo.std_errors["ai_share"]

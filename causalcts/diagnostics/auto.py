@@ -139,9 +139,8 @@ def recommend(
     if not failing:
         method, what = _pick_strict(n_lags)
         p = leads.loc[treatment, "pvalue"]
-        reasons.insert(
-            0, f"Strict exogeneity of {treatment} is not rejected by its lead test (p = {p:.3g}; fail below 0.05): {what}."
-        )
+        verdict_text = f"is not rejected by its lead test (p = {p:.3g}; fail below 0.05)"
+        reasons.insert(0, f"Strict exogeneity of {treatment} {verdict_text}: {what}.")
         options: dict[str, Any] = {}
     else:
         p = leads.loc[treatment, "pvalue"]

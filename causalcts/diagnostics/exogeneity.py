@@ -215,8 +215,9 @@ def check_exogeneity(
     dep = fspec.outcome
     regressors = [v for v in dict.fromkeys(t.variable for t in fspec.terms) if v != dep]
     if not isinstance(treatment, str) or treatment not in regressors:
-        raise SpecificationError(f"treatment={treatment!r} is not a regressor of {formula!r}; its regressors are "
-                                 f"{regressors}.")
+        raise SpecificationError(
+            f"treatment={treatment!r} is not a regressor of {formula!r}; its regressors are {regressors}."
+        )
     if controls is None:
         controls = [v for v in regressors if v != treatment]
     else:

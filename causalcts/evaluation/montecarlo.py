@@ -127,7 +127,7 @@ def grid_names() -> list[str]:
     --------
     >>> from causalcts.evaluation.montecarlo import grid_names
     >>> grid_names()
-    ['headline', 'paper', 'smoke']
+    ['exogeneity', 'headline', 'paper', 'smoke']
     """
     return sorted(f.name[: -len(".toml")] for f in _grid_files().iterdir() if f.name.endswith(".toml"))
 
