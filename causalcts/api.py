@@ -94,4 +94,9 @@ def _method_table() -> str:
     return "\n\nMethods\n-------\n" + "\n".join(f"* {r}" for r in rows)
 
 
-fit.__doc__ += _method_table() + "\n\nFrequentist options\n-------------------\n" + (_fit_frequentist.__doc__ or "")
+fit.__doc__ = (
+    (fit.__doc__ or "")
+    + _method_table()
+    + "\n\nFrequentist options\n-------------------\n"
+    + (_fit_frequentist.__doc__ or "")
+)

@@ -170,7 +170,7 @@ def recommend(
 def _records(table: pd.DataFrame) -> list[dict]:
     out = []
     for variable, row in table.iterrows():
-        rec = {"variable": str(variable)}
+        rec: dict[str, Any] = {"variable": str(variable)}
         for c in COLUMNS:
             v = row[c]
             rec[c] = float(v) if isinstance(v, (float, np.floating)) else str(v)

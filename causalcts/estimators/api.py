@@ -197,7 +197,7 @@ def check_options(name: str, options: Mapping[str, Any], accepted, *, every=None
         strict = "" if "predetermined" in accepted else "assumes strict exogeneity of every regressor and "
         can = list(dict.fromkeys(m for o in exo for m in takers.get(o, ())))
         raise SpecificationError(
-            f"method={name!r} {strict}cannot honour {' or '.join(exo)}="
+            f"method={name!r} {strict}cannot honour {' or '.join(str(o) for o in exo)}="
             f"{[given[o] for o in exo] if len(exo) > 1 else given[exo[0]]!r}; methods that can: "
             f"{', '.join(can) or 'none registered'} ({exo[0]} regressors are instrumented by their own lags, or "
             "modelled sequentially)."
@@ -322,6 +322,7 @@ def _gmm(
         raise SpecificationError("anderson-hsiao needs a lag of the outcome among the regressors.")
     max_lag = max(t.lag for t in terms)
     panel.require_periods(max_lag + 2, why=f"first differences with lags up to {max_lag}")
+    gmm_spec: dict[str, tuple[int, int | None]]
     if method == "anderson-hsiao":
         first = max(t.lag for t in terms if t.variable == dep) + 1
         gmm_spec = {dep: (first, first)}
@@ -512,7 +513,7 @@ _GMM_OPTIONS = ("gmm", "iv", "collapse", "steps", "cov", "small", "transform", "
 EXOGENEITY_OPTIONS = ("predetermined", "endogenous")
 
 #: The frequentist methods, declared once; :mod:`causalcts.registry` combines them with the other families.
-METHODS_DECLARED = (
+METHODS_DECLARED: tuple[dict[str, Any], ...] = (
     dict(
         name="pooled",
         family="least-squares",

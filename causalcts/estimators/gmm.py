@@ -317,10 +317,11 @@ class _Engine:
             col += 1
         # regressors
         Xs = np.where(isd[:, None], XT[ridx], XL[ridx])
-        parts = [Xs]
+        parts: list[np.ndarray] = [Xs]
         if spec.system:
             parts.append(isl[:, None].astype(float))
         if spec.time_effects:
+            assert Dstack is not None  # built above whenever time_effects is set
             parts.append(Dstack)
         X = np.column_stack(parts)
         y = np.where(isd, yT[ridx], yL[ridx])
@@ -529,7 +530,9 @@ def _independent(
         B = np.arange(b0, min(b0 + block, n))
         k = len(chosen)
         if k:
-            C = linalg.solve_triangular(factor[:k, :k], S[np.ix_(chosen, B)], lower=True, check_finite=False)
+            C = linalg.solve_triangular(
+                factor[:k, :k], S[np.ix_(np.asarray(chosen, dtype=np.intp), B)], lower=True, check_finite=False
+            )
             R = S[np.ix_(B, B)] - C.T @ C
         else:
             C, R = np.zeros((0, len(B))), S[np.ix_(B, B)].copy()
@@ -762,9 +765,9 @@ def gmm_fit(
         tests[f"ar{lag}"] = {"statistic": float(z), "pvalue": float(2 * stats.norm.sf(abs(z)))}
     if df_over > 0 and len(eng.z_groups) > 1:
         keep_idx = np.flatnonzero(zkeep)
-        pos_of = {j: i for i, j in enumerate(keep_idx)}
+        pos_of: dict[int, int] = {int(j): i for i, j in enumerate(keep_idx)}
         for gname, cols in eng.z_groups.items():
-            g = np.array([pos_of[c] for c in cols if c in pos_of], dtype=int)
+            g = np.asarray([pos_of[int(c)] for c in cols if int(c) in pos_of], dtype=int)
             if len(g) == 0 or L - len(g) < k:
                 continue
             rest = np.setdiff1d(np.arange(L), g)
