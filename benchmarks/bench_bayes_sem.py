@@ -21,7 +21,7 @@ import causalcts
 HERE = Path(__file__).resolve().parent
 
 
-def main(n_teams: int = 2000, n_weeks: int = 39, chains: int = 2, draws: int = 500, tune: int = 500) -> dict:
+def main(n_teams: int = 2000, n_weeks: int = 39, chains: int = 2, draws: int = 500, tune: int = 300) -> dict:
     sim = causalcts.simulate(n_teams, n_weeks, feedback=0.3, seed=1)
     formula = "cr_velocity ~ L(cr_velocity, 1) + ai_share"
     out = {

@@ -209,6 +209,19 @@ def test_dates_give_the_same_fit_as_week_numbers():
     assert any(k.startswith("2024-01-15:") for k in sa.info["cohort_effects"])
 
 
+def test_monthly_dates_lag_by_calendar_month():
+    """Months have 28 to 31 days: a fixed day step would put onsets between periods (regression test)."""
+    df = _small_rollout(G=12)
+    start = pd.Period("2024-01", freq="M")
+    month = lambda k: (start + int(k)).to_timestamp() if np.isfinite(k) else pd.NaT  # noqa: E731
+    dated = df.assign(week=df["week"].map(month), onset=df["onset"].map(month))
+    a = event_study(df, outcome="y", entity="team", time="week", onset="onset")
+    b = event_study(dated, outcome="y", entity="team", time="week", onset="onset")
+    pd.testing.assert_series_equal(a.params, b.params, rtol=1e-12)
+    sa = event_study(dated, outcome="y", entity="team", time="week", onset="onset", method="sun-abraham")
+    assert any(k.startswith("2024-03-01:") for k in sa.info["cohort_effects"])
+
+
 def test_always_treated_teams_are_dropped_with_a_warning():
     df = _small_rollout(G=12)
     df.loc[df["team"] == 1, "onset"] = 0.0  # treated from its first week

@@ -102,7 +102,8 @@ class SemPosterior:
 
     ``x`` has the layout of the model's ``theta`` (:class:`causalcts.models.sem.Layout`) except that the
     ``phi`` block holds the Cholesky factor of :math:`\\Phi_{uu}` (diagonal as logs) and ``psi`` and
-    ``sigma2`` hold log variances.
+    ``sigma2`` hold log variances. ``wishart`` weights the inverse-Wishart prior on ``Phi_uu`` (0: flat, for
+    prior-sensitivity checks).
 
     Examples
     --------

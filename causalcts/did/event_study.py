@@ -84,10 +84,21 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _time_number(values: pd.Series, t0, step, what: str) -> np.ndarray:
-    """Times as numbers of periods (dates: periods of ``step`` since ``t0``); NaN stays NaN."""
+def _date_periods(panel: Panel, dates: pd.Series, t0) -> np.ndarray:
+    """Dates as periods since ``t0`` on the panel's calendar (weeks, months, quarters, years); NaT stays NaN."""
+    dates = pd.Series(pd.to_datetime(dates)).reset_index(drop=True)
+    out = np.full(len(dates), np.nan)
+    ok = dates.notna().to_numpy()
+    if ok.any():
+        base = float(panel.period_of(pd.Series([t0]))[0])
+        out[ok] = panel.period_of(dates[ok]).astype(float) - base
+    return out
+
+
+def _time_number(values: pd.Series, t0, panel: Panel, what: str) -> np.ndarray:
+    """Times as numbers of periods (dates: periods of the panel's calendar since ``t0``); NaN stays NaN."""
     if t0 is not None:
-        out = ((pd.to_datetime(values) - t0) / step).to_numpy(dtype=float)
+        out = _date_periods(panel, values, t0)
     else:
         out = pd.to_numeric(values).to_numpy(dtype=float)
     ok = np.isfinite(out)
@@ -122,7 +133,7 @@ def _onset_from_treatment(frame: pd.DataFrame, entity: str, time: str, treatment
     return pd.Series(np.where(d == 1, t_num, np.nan)).groupby(ent, sort=False).transform("min").to_numpy()
 
 
-def _onset_from_column(frame: pd.DataFrame, entity: str, time: str, onset: str, never, t0, step) -> np.ndarray:
+def _onset_from_column(frame: pd.DataFrame, entity: str, time: str, onset: str, never, t0, panel: Panel) -> np.ndarray:
     """Per-row onset in periods from a column of onset times; NaN, inf or ``never`` mean never treated."""
     raw = frame[onset]
     marked = raw.isna() | (raw == never if never is not None else False)
@@ -144,7 +155,7 @@ def _onset_from_column(frame: pd.DataFrame, entity: str, time: str, onset: str, 
                 f"The onset column {onset!r} must hold dates like the time column; rows at "
                 f"{_where(frame, bad.to_numpy(), entity, time)} do not."
             )
-        out = ((dates - t0) / step).to_numpy(dtype=float)
+        out = _date_periods(panel, dates, t0)
     ok = np.isfinite(out)
     if np.any(out[ok] != np.round(out[ok])):
         raise TreatmentError(f"The onsets in {onset!r} must fall on whole periods of the time column.")
@@ -372,13 +383,13 @@ def event_study(
                     level=level, draws=draws, boot_weights=boot_weights, seed=seed)  # fmt: skip
 
     t0 = frame[time].min() if pd.api.types.is_datetime64_any_dtype(frame[time]) else None
-    step = pd.Timedelta(panel.step) if t0 is not None else None
-    t_num = _time_number(frame[time], t0, step, "time column")
+    step = panel.step if t0 is not None else None  # a Timedelta or a calendar offset (months, quarters, years)
+    t_num = _time_number(frame[time], t0, panel, "time column")
     if treatment is not None:
         cohort = _onset_from_treatment(frame, entity, time, treatment, t_num)
     else:
         assert onset is not None  # exactly one of treatment/onset/share was given, and share returned above
-        cohort = _onset_from_column(frame, entity, time, onset, never, t0, step)
+        cohort = _onset_from_column(frame, entity, time, onset, never, t0, panel)
     rel = t_num - cohort
     treated = np.isfinite(rel)
     # teams never observed before their onset identify no pre-period: drop them (as Sun-Abraham and did do)
@@ -415,7 +426,7 @@ def event_study(
                 )
             keep &= ~late
             treated &= keep & (cohort != last)
-            info["control_cohort"] = _label(last, t0, step)
+            info["control_cohort"] = _label(last, t0, step, panel.freq)
     binned = _binned_event_times(rel, treated, leads, lags, int(reference))
     event_times = [int(e) for e in np.unique(binned[treated]) if e != reference]
     names = [event_time_name(e) for e in event_times]
@@ -439,7 +450,7 @@ def event_study(
             if np.any(treated & (cohort == c) & (binned == e))
         ]
         D = np.column_stack([(treated & (cohort == c) & (binned == e)).astype(float) for c, e in cells])
-        columns = [f"{_label(c, t0, step)}:{event_time_name(e)}" for c, e in cells]
+        columns = [f"{_label(c, t0, step, panel.freq)}:{event_time_name(e)}" for c, e in cells]
         W_agg = np.zeros((len(event_times), len(cells)))
         for j, (_, e) in enumerate(cells):
             W_agg[event_times.index(e), j] = D[:, j].sum()  # rows of the cell in the estimation sample
@@ -450,11 +461,13 @@ def event_study(
                 draws=draws, boot_weights=boot_weights, seed=seed)  # fmt: skip
 
 
-def _label(period: float, t0, step) -> str:
+def _label(period: float, t0, step, freq=None) -> str:
     """Readable cohort label: the onset period (``"2004"``) or date (``"2024-03-04"``)."""
     if t0 is None:
         return f"{period:g}"
-    return str((t0 + period * step).date())
+    if isinstance(step, pd.Timedelta):
+        return str((t0 + int(period) * step).date())
+    return str((pd.Period(t0, freq=freq) + int(period)).to_timestamp().date())  # calendar months, quarters, years
 
 
 def _fit(frame, keep, D, names, columns, event_times, lead_names, W_agg, formula, info, spec, *, outcome, entity,
