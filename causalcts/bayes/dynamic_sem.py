@@ -50,6 +50,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -429,7 +430,7 @@ def fit_bayes_sem(
         )
     import arviz as az
 
-    idata = az.InferenceData(posterior=raw.posterior, sample_stats=raw.sample_stats)
+    idata: Any = az.InferenceData(posterior=raw.posterior, sample_stats=raw.sample_stats)  # arviz stubs lack groups
     diag, ok, div = diagnose(idata, ["beta", "alpha_variance", "error_variance"], label="Bayesian ML-SEM")
     names = list(layout.coef_names)
     beta = idata.posterior["beta"].values.reshape(-1, len(names))

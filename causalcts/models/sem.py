@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize
 
-from causalcts.data.design import build_design
+from causalcts.data.design import Design, build_design
 from causalcts.data.formula import Term
 from causalcts.data.panel import Panel
 from causalcts.errors import CollinearityError, EmptyPanelError, SpecificationError, TooFewPeriodsError
@@ -389,12 +389,12 @@ class WideData:
     ylags: list[int]
     invariant: list[str]
     y_cols: dict[int, int]  # wave -> column of the outcome
-    x_cols: dict[tuple[str, int], int]  # (variable, wave) -> column
+    x_cols: dict[tuple[str, int | None], int]  # (variable, wave) -> column
     w_cols: dict[str, int]
     absorbed: list[tuple[int, int, float]]  # (coefficient, equation, value) of regressors constant at a wave
 
 
-def build_wide(formula, panel: Panel, predetermined, error_inv: bool, method: str = "ml") -> tuple[WideData, object]:
+def build_wide(formula, panel: Panel, predetermined, error_inv: bool, method: str = "ml") -> tuple[WideData, Design]:
     design = build_design(formula, panel)
     dep, terms = design.dep, list(design.terms)
     bad_lead = [t.name for t in terms if t.lag < 0]
@@ -441,7 +441,7 @@ def build_wide(formula, panel: Panel, predetermined, error_inv: bool, method: st
     # exogenous columns: initial outcomes, time-varying regressors by wave, time-invariant regressors
     cols: list[tuple[str, int | None]] = []
     init = sorted({t - k for t in eq_waves for k in ylags if t - k < first})
-    cols += [(dep, s) for s in init]
+    cols += [(dep, int(s)) for s in init]
     tv_vars = [v for v in variables if v not in invariant]
     for v in tv_vars:
         waves = sorted({int(t - term.lag) for t in eq_waves for term in xterms if term.variable == v})
@@ -493,29 +493,34 @@ def build_wide(formula, panel: Panel, predetermined, error_inv: bool, method: st
     for j, term in enumerate(terms):
         for r, t in enumerate(eq_waves):
             if term.variable == dep and int(t - term.lag) >= first:
-                b_pos[0].append(j), b_pos[1].append(r), b_pos[2].append(int(t - term.lag) - first)
+                b_pos[0].append(j)
+                b_pos[1].append(r)
+                b_pos[2].append(int(t - term.lag) - first)
                 continue
             key = (term.variable, None if term.variable in invariant else int(t - term.lag))
             if key in constant:
                 absorbed.append((j, r, constant[key]))
             else:
-                g_pos[0].append(j), g_pos[1].append(r), g_pos[2].append(index[key])
+                g_pos[0].append(j)
+                g_pos[1].append(r)
+                g_pos[2].append(index[key])
     tril = np.tril_indices(q)
     ua = np.array([i for i in range(q) if cols[i][1] is not None], dtype=int)
     ue_u, ue_e = [], []
     for i in range(q):
         v, s = cols[i]
-        if v in pre:
+        if v in pre and s is not None:
             for r, t in enumerate(eq_waves):
                 if s > t:
-                    ue_u.append(i), ue_e.append(r)
+                    ue_u.append(i)
+                    ue_e.append(r)
     layout = Layout(
         q=q,
         m=m,
         coef_names=coef_names,
         n_coef=len(terms),
-        b_pos=tuple(np.asarray(a, dtype=int) for a in b_pos),
-        g_pos=tuple(np.asarray(a, dtype=int) for a in g_pos),
+        b_pos=(np.asarray(b_pos[0], dtype=int), np.asarray(b_pos[1], dtype=int), np.asarray(b_pos[2], dtype=int)),
+        g_pos=(np.asarray(g_pos[0], dtype=int), np.asarray(g_pos[1], dtype=int), np.asarray(g_pos[2], dtype=int)),
         tril=tril,
         ua=ua,
         ue=(np.asarray(ue_u, dtype=int), np.asarray(ue_e, dtype=int)),
