@@ -4,6 +4,26 @@ Every function takes a DataFrame in the telemetry schema (or a :class:`~causalct
 and returns a new Series aligned to its rows; the input is never modified. A ratio whose
 denominator is zero is NaN, and a :class:`~causalcts.errors.DataWarning` says how many rows.
 
+Raw telemetry columns
+---------------------
+One row per team-week; the metrics are computed from these counts (:data:`RAW_COLUMNS`):
+
+==================  ====================================================================
+``developers``      developers on the team that week (developer-weeks; velocity denominators)
+``crs_merged``      code reviews (CRs) merged that week
+``deployments``     deployments to production that week
+``rollbacks``       deployments rolled back
+``interventions``   manual interventions needed by deployments
+``pages``           on-call pages
+``oncall_builders`` builders on call that week
+``dev_cost``        developer cost of the team-week, in money (CTS-SW numerator)
+==================  ====================================================================
+
+Data whose columns are named differently need no renaming: :func:`derive` and :func:`add_metrics` take
+each name as a keyword (``cost="developer_cost"``, ``developers="headcount"``, ``deployments="deploys"``,
+...), and a rollout spec names them with ``cost_column``, ``developers``, ``deployments_column`` and
+``crs_column`` (:func:`causalcts.workflows.spec.schema_table`).
+
 :data:`DERIVED` maps each metric name (the column name formulas use: ``cr_velocity``,
 ``rollback_rate``, ...) to its function, the raw columns it needs and a description;
 :func:`derive` adds the named metrics a frame lacks, :func:`add_metrics` adds them all.
@@ -36,6 +56,7 @@ from causalcts.errors import CausalCTSError, DataWarning, MissingColumnError, Ra
 
 __all__ = [
     "DERIVED",
+    "RAW_COLUMNS",
     "CapacitySavings",
     "add_metrics",
     "capacity_saved",
@@ -48,6 +69,32 @@ __all__ = [
     "rollback_rate",
     "team_velocity",
 ]
+
+#: The raw telemetry columns (their default names) and what each holds; see the module docstring.
+RAW_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "developers": "developers on the team that week (developer-weeks; velocity denominators)",
+        "crs_merged": "code reviews (CRs) merged that week",
+        "deployments": "deployments to production that week",
+        "rollbacks": "deployments rolled back that week",
+        "interventions": "manual interventions needed by that week's deployments",
+        "pages": "on-call pages that week",
+        "oncall_builders": "builders on call that week",
+        "dev_cost": "developer cost of the team-week, in money (the CTS-SW numerator)",
+    }
+)
+
+#: Keyword of :func:`derive` / :func:`add_metrics` that renames each raw column.
+_RAW_KEYWORDS = {
+    "developers": "developers",
+    "crs_merged": "crs_merged",
+    "deployments": "deployments",
+    "rollbacks": "rollbacks",
+    "interventions": "interventions",
+    "pages": "pages",
+    "oncall_builders": "oncall_builders",
+    "dev_cost": "cost",
+}
 
 #: Units of software reaching customers that CTS-SW can be expressed in.
 CTS_UNITS = {
@@ -153,28 +200,52 @@ DERIVED: Mapping[str, tuple[Callable[[pd.DataFrame | Panel], pd.Series], tuple[s
 )
 
 
-def _compute(frame: pd.DataFrame, names: list[str], unit: str) -> dict[str, pd.Series]:
-    """Compute the named metrics, checking raw columns first; warnings are re-raised at the caller's caller."""
+def _raw_names(**names: str) -> dict[str, str]:
+    """Default raw column name -> the column of the data holding it (the keywords of :func:`derive`)."""
+    out = {}
+    for raw, kw in _RAW_KEYWORDS.items():
+        col = names[kw]
+        if not isinstance(col, str) or not col:
+            raise CausalCTSError(f"The keyword {kw}= must name a column of the data, not {col!r}.")
+        out[raw] = col
+    return out
+
+
+def _needed(name: str, unit: str, columns: Mapping[str, str]) -> list[str]:
+    """The columns of the data metric ``name`` is computed from: numerator, denominator."""
+    raw = ["dev_cost", unit] if name in ("cts_sw", "log_cts") else list(DERIVED[name][1])
+    return [columns.get(c, c) for c in raw]
+
+
+def _compute(
+    frame: pd.DataFrame, names: list[str], unit: str, columns: Mapping[str, str] | None = None
+) -> dict[str, pd.Series]:
+    """Compute the named metrics, checking raw columns first; warnings are re-raised at the caller's caller.
+
+    ``columns`` maps a default raw column name to the column of the data that holds it (identity if absent).
+    """
+    columns = dict(columns or {})
     for name in names:
-        needed = list(DERIVED[name][1])
-        if name in ("cts_sw", "log_cts"):
-            needed = ["dev_cost", unit]
+        needed = _needed(name, unit, columns)
         absent = [c for c in needed if c not in frame.columns]
         if absent:
+            kws = [f"{_RAW_KEYWORDS[r]}=" for r, c in columns.items() if c in absent]
+            hint = f"; if the data name it differently, say which column holds it with {', '.join(kws)}" if kws else ""
             raise MissingColumnError(
                 f"The metric {name!r} ({DERIVED[name][2]}) needs the raw column(s) {needed}; {absent} "
-                f"{'is' if len(absent) == 1 else 'are'} not in the data. Columns are {list(frame.columns)}."
+                f"{'is' if len(absent) == 1 else 'are'} not in the data{hint}. Columns are {list(frame.columns)}."
             )
     out: dict[str, pd.Series] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
         for name in names:
+            num, den = _needed(name, unit, columns)
             if name == "cts_sw":
-                out[name] = cts_sw(frame, unit=unit)
+                out[name] = cts_sw(frame, unit=den, cost=num)
             elif name == "log_cts":
-                out[name] = log_cts(frame, unit=unit)
+                out[name] = log_cts(frame, unit=den, cost=num)
             else:
-                out[name] = DERIVED[name][0](frame)
+                out[name] = _ratio(frame, num, den, name)
     seen = set()
     for w in caught:
         msg = str(w.message)
@@ -186,7 +257,20 @@ def _compute(frame: pd.DataFrame, names: list[str], unit: str) -> dict[str, pd.S
     return out
 
 
-def derive(data: pd.DataFrame | Panel, names: Iterable[str], *, unit: str = "deployments") -> pd.DataFrame:
+def derive(
+    data: pd.DataFrame | Panel,
+    names: Iterable[str],
+    *,
+    unit: str = "deployments",
+    cost: str = "dev_cost",
+    developers: str = "developers",
+    crs_merged: str = "crs_merged",
+    deployments: str = "deployments",
+    rollbacks: str = "rollbacks",
+    interventions: str = "interventions",
+    pages: str = "pages",
+    oncall_builders: str = "oncall_builders",
+) -> pd.DataFrame:
     """Return a copy of the data with the named metrics added where they are not columns already.
 
     Names that are already columns are left as they are (so a simulator's or a user's own
@@ -200,7 +284,11 @@ def derive(data: pd.DataFrame | Panel, names: Iterable[str], *, unit: str = "dep
     names
         Column names wanted, e.g. every variable of a formula.
     unit
-        Count column CTS-SW is expressed per (see :func:`cts_sw`).
+        Count column CTS-SW is expressed per (see :func:`cts_sw`): ``"deployments"`` and ``"crs_merged"``
+        stand for the columns named by ``deployments=`` and ``crs_merged=``; any other value is a column name.
+    cost, developers, crs_merged, deployments, rollbacks, interventions, pages, oncall_builders
+        The column of the data holding each raw count (:data:`RAW_COLUMNS`; ``cost`` is ``dev_cost``),
+        when the data name it differently, e.g. ``cost="developer_cost"``.
 
     Raises
     ------
@@ -218,7 +306,21 @@ def derive(data: pd.DataFrame | Panel, names: Iterable[str], *, unit: str = "dep
     ['cr_velocity', 'rollback_rate']
     >>> metrics.derive(raw, ["rollback_rate"])["rollback_rate"].tolist()
     [0.25, 0.0]
+    >>> mine = pd.DataFrame({"developer_cost": [8000.0], "deploys": [4], "headcount": [2]})
+    >>> metrics.derive(mine, ["cts_sw", "deploys_per_builder"], cost="developer_cost", deployments="deploys",
+    ...                developers="headcount")[["cts_sw", "deploys_per_builder"]].iloc[0].tolist()
+    [2000.0, 2.0]
     """
+    columns = _raw_names(
+        cost=cost,
+        developers=developers,
+        crs_merged=crs_merged,
+        deployments=deployments,
+        rollbacks=rollbacks,
+        interventions=interventions,
+        pages=pages,
+        oncall_builders=oncall_builders,
+    )
     frame = _frame(data).copy()
     wanted = list(dict.fromkeys([names] if isinstance(names, str) else names))
     unknown = [n for n in wanted if n not in frame.columns and n not in DERIVED]
@@ -228,19 +330,31 @@ def derive(data: pd.DataFrame | Panel, names: Iterable[str], *, unit: str = "dep
             f"derived metrics are {list(DERIVED)}; columns are {list(frame.columns)}."
         )
     todo = [n for n in wanted if n not in frame.columns]
-    for name, values in _compute(frame, todo, unit).items():
+    for name, values in _compute(frame, todo, unit, columns).items():
         frame[name] = values
     return frame
 
 
-def add_metrics(data: pd.DataFrame | Panel, unit: str = "deployments") -> pd.DataFrame:
+def add_metrics(
+    data: pd.DataFrame | Panel,
+    unit: str = "deployments",
+    *,
+    cost: str = "dev_cost",
+    developers: str = "developers",
+    crs_merged: str = "crs_merged",
+    deployments: str = "deployments",
+    rollbacks: str = "rollbacks",
+    interventions: str = "interventions",
+    pages: str = "pages",
+    oncall_builders: str = "oncall_builders",
+) -> pd.DataFrame:
     """Return a copy of the data with every metric of :data:`DERIVED` computed from the raw counts.
 
     Adds ``cts_sw``, ``log_cts``, ``cr_velocity``, ``deploys_per_builder``, ``rollback_rate``,
     ``interventions_per_deploy`` and ``pages_per_oncall``, the names formulas use. A column of the
     same name already present is replaced by the value computed from the counts; a
     :class:`~causalcts.errors.DataWarning` names any whose values change. Use :func:`derive` to
-    keep existing columns and add only what is missing.
+    keep existing columns and add only what is missing. The keywords name raw columns as in :func:`derive`.
 
     Examples
     --------
@@ -252,9 +366,19 @@ def add_metrics(data: pd.DataFrame | Panel, unit: str = "deployments") -> pd.Dat
     >>> out[["cr_velocity", "rollback_rate", "interventions_per_deploy", "cts_sw"]].iloc[0].tolist()
     [1.5, 0.25, 0.5, 8000.0]
     """
+    columns = _raw_names(
+        cost=cost,
+        developers=developers,
+        crs_merged=crs_merged,
+        deployments=deployments,
+        rollbacks=rollbacks,
+        interventions=interventions,
+        pages=pages,
+        oncall_builders=oncall_builders,
+    )
     frame = _frame(data).copy()
     changed = []
-    for name, values in _compute(frame, list(DERIVED), unit).items():
+    for name, values in _compute(frame, list(DERIVED), unit, columns).items():
         if name in frame.columns:
             old = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
             new = values.to_numpy(dtype=float)

@@ -36,6 +36,7 @@ RES = ROOT / "benchmarks" / "results"
 SCRIPTS = PAPER / "scripts"
 SOURCES = ("paper.typ", "template.typ", "refs.bib")
 EXAMPLES = ROOT / "examples" / "rollouts"
+GRIDS = ROOT / "causalcts" / "evaluation" / "grids"
 #: Sections the compiled paper must have (checked after compiling).
 REQUIRED_SECTIONS = (
     "Introduction",
@@ -144,6 +145,7 @@ class Build:
         self.fresh: set[Path] = set()
         self.records: list[dict[str, Any]] = []
         self.figures: dict[str, Path] = {}
+        self.grid_runs: list[dict[str, Any]] = []
         self.example_spec = EXAMPLES / f"{args.example}.toml"
         self.t0 = time.perf_counter()
 
@@ -176,6 +178,7 @@ class Build:
             "res": RES,
             "headline": RES / "headline",
             "paper_grid": RES / "paper",
+            "exog": RES / "exogeneity",  # --quick reads the committed summary, as it does the headline grid's
             "sbc_json": RES / "sbc.json",
             "sbc_png": {"sbc_mixed": RES / "sbc_mixed.png", "sbc_dynamic": RES / "sbc_dynamic.png"},
             "example": PAPER / "results" / "example",
@@ -192,6 +195,7 @@ class Build:
         elif a.rerun:
             self._grid("headline", RES / "headline", workers=a.workers)
             self._grid("paper", RES / "paper", workers=a.workers)
+            self._grid("exogeneity", RES / "exogeneity", workers=a.workers)
             inp["sbc_json"], inp["sbc_png"] = self._sbc(RES, sims=a.sbc_sims or 200, small=False)
             self.say("speed benchmarks: python benchmarks/collect.py --run")
             subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collect.py"), "--run"], check=True)
@@ -297,6 +301,13 @@ class Build:
         if inp["quick_grid"]:
             pn.grid_designs(c, PAPER / "grids" / "quick.toml", "quick")
         pn.study(c, inp["quick_grid"], "quick", list(pn.METHOD_NAMES))
+        exog = inp["exog"]
+        if not self.quick and not (exog / "summary.parquet").exists() and (exog / "cells").exists():
+            from causalcts.plots.report import write_report
+
+            write_report(exog)  # cells of a run without its report: summarise what exists
+        exog_toml = GRIDS / "exogeneity.toml"
+        exog_crit = pn.exogeneity(c, exog, exog_toml, PAPER / "criteria.toml")
         pn.example(c, inp["example"], inp["example_truth"])
         c.flags["quick"] = self.quick
         c.values["meta.version"] = __import__("causalcts").__version__
@@ -345,6 +356,43 @@ class Build:
                     "figure", f"{name}_*", "paper/scripts/paper_figures.py:recovery", [folder / "summary.parquet"]
                 ):
                     self.figures.update(pf.recovery(s, name, self.figs))
+        if c.flags.get("exog_run"):
+            ein = [exog / "summary.parquet", exog_toml, PAPER / "criteria.toml"]
+            with self.step(
+                "figure", "exog_*", "paper/scripts/paper_figures.py:exogeneity", ein, seed=c.values["exog.seed"]
+            ):
+                es = pn.exog_summary(exog / "summary.parquet", exog_toml, exog_crit)
+                self.figures.update(pf.exogeneity(es, exog_crit, self.figs))
+        # the recovery grids behind the paper: command, seed, replications, CPU time of the fits
+        self.grid_runs = [
+            {
+                "results": inp["headline"] / "summary.parquet",
+                "grid": GRIDS / "headline.toml",
+                "command": "causalcts bench recovery --grid headline --out benchmarks/results/headline; "
+                "causalcts bench report benchmarks/results/headline",
+                "seed": c.values["headline.seed"],
+                "reps": c.values["headline.reps"],
+                "time": f"{c.values['headline.cpu_minutes']} CPU-min (per-fit seconds of the summary x replications)",
+            }
+        ]
+        if c.flags.get("exog_run"):
+            self.grid_runs.append(
+                {
+                    "results": exog / "summary.parquet",
+                    "grid": exog_toml,
+                    "command": "causalcts bench recovery --grid exogeneity --out benchmarks/results/exogeneity; "
+                    "causalcts bench report benchmarks/results/exogeneity",
+                    "seed": c.values["exog.seed"],
+                    "reps": c.values["exog.reps"],
+                    "time": f"{c.values['exog.cpu_minutes']} CPU-min ({c.values['exog.cpu_hours']} h; the "
+                    + (
+                        "cells' `seconds` summed, one per fit"
+                        if c.values["exog.seconds_from"] == "cells"
+                        else "summary's mean seconds per fit x fits; the cells are not committed"
+                    )
+                    + ")",
+                }
+            )
         sbc_seed = c.values.get("sbc.mixed.seed", "-")
         with self.step(
             "figure",
@@ -437,6 +485,18 @@ class Build:
                     + ", ".join(f"`{self.rel(i)}`" for i in ins)
                     + f" | {r['seed']} | {r['seconds']:.1f} s |"
                 )
+        lines += [
+            "",
+            "## Recovery grids",
+            "",
+            "| results | grid (written before the run) | command | seed | replications | run time of the fits |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g in self.grid_runs:
+            lines.append(
+                f"| `{self.rel(g['results'])}` | `{self.rel(g['grid'])}` | `{g['command']}` | {g['seed']} | "
+                f"{g['reps']} | {g['time']} |"
+            )
         lines += ["", "## Tables", "", "| table | made by | inputs | rows |", "|---|---|---|---|"]
         for k, s in c.sources.items():
             if k.startswith("table:"):
@@ -471,6 +531,14 @@ class Build:
     # ---- (4) benchmarks/README.md
     def render_readme(self, c, template: Path, dest: Path) -> None:
         text = re.sub(r"\A<!--.*?-->\n", "", template.read_text(), count=1, flags=re.S)  # the template's own note
+        flags = getattr(c, "flags", {})
+        # {{#if flag}} ... {{else}} ... {{/if}}: text kept only when the flag is set (results that may not exist)
+        text = re.sub(
+            r"\{\{#if ([^{}]+)\}\}(.*?)(?:\{\{else\}\}(.*?))?\{\{/if\}\}",
+            lambda m: m.group(2) if flags.get(m.group(1).strip()) else (m.group(3) or ""),
+            text,
+            flags=re.S,
+        )
 
         def fill(m: re.Match) -> str:
             key = m.group(1).strip()

@@ -71,15 +71,16 @@ def two_teams(times):
 @pytest.mark.parametrize(
     "times,freq",
     [
-        (pd.date_range("2025-01-06", periods=4, freq="7D", tz="Europe/Berlin"), "W-SUN"),  # Mondays, tz-aware
-        (pd.date_range("2025-01-06", periods=4, freq="7D", tz="UTC"), "W-SUN"),
+        (pd.date_range("2025-01-06", periods=4, freq="7D", tz="Europe/Berlin"), "W-MON"),  # Mondays, tz-aware
+        (pd.date_range("2025-01-06", periods=4, freq="7D", tz="UTC"), "W-MON"),
         (pd.date_range("2025-01-01", periods=4, freq="MS"), "M"),
         (pd.date_range("2025-01-31", periods=4, freq="ME"), "M"),  # 28 to 31 days apart
         (pd.date_range("2024-12-31", periods=4, freq="QE"), "Q-DEC"),
         (pd.date_range("2020-01-01", periods=4, freq="YS"), "Y-DEC"),
         (pd.date_range("2025-01-01", periods=4, freq="D"), "D"),
         ([f"2025-0{m}-01" for m in range(1, 5)], "M"),  # ISO text from a CSV export
-        (["2025-01-06", "2025-01-13", "2025-01-20", "2025-01-27"], "W-SUN"),
+        (["2025-01-06", "2025-01-13", "2025-01-20", "2025-01-27"], "W-MON"),
+        (["2025-01-08", "2025-01-15", "2025-01-22", "2025-01-29"], "W-WED"),
     ],
 )
 def test_date_frequencies_are_inferred_and_lag_by_one_period(times, freq):
@@ -118,6 +119,76 @@ def test_irregular_dates_ask_for_freq_and_freq_fixes_them():
         Panel(df, columns=["x"])
     p = Panel(df, columns=["x"], freq="W")
     np.testing.assert_array_equal(p.lag("x").to_numpy(), [np.nan, 0, 1, np.nan, 3, 4])
+
+
+def weekly_teams(weekdays, weeks=30, seed=0):
+    """One team per weekday offset (0 = Monday), ``weeks`` weekly dates each, ISO text as in a CSV."""
+    rng = np.random.default_rng(seed)
+    mondays = pd.date_range("2025-01-06", periods=weeks, freq="7D")
+    frames = [
+        pd.DataFrame(
+            {
+                "team": f"team-{i:02d}",
+                "week": (mondays + pd.Timedelta(days=day)).strftime("%Y-%m-%d"),
+                "y": rng.normal(size=weeks),
+                "x": rng.normal(size=weeks),
+            }
+        )
+        for i, day in enumerate(weekdays)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_teams_on_different_weekdays_are_an_error_not_daily_data():
+    """Weekly teams on Mondays and one on Tuesdays used to become a daily panel with every lag missing."""
+    df = weekly_teams([0, 1, 0, 0, 2])
+    before = df.copy()
+    with pytest.raises(IrregularTimeError) as err:
+        Panel(df, columns=["y", "x"])
+    msg = str(err.value)
+    assert "'week'" in msg and "weekly within each team" in msg
+    assert "3 of 5) on Monday" in msg
+    assert "team-01 on Tuesday" in msg and "team-04 on Wednesday" in msg
+    assert "team-00" not in msg and "freq='W'" in msg
+    pd.testing.assert_frame_equal(df, before)  # the caller's data is untouched
+    p = Panel(df, columns=["y", "x"], freq="W")  # calendar weeks: Monday and Tuesday share a week
+    assert p.n_periods == 30 and p.is_balanced and not p.has_gaps
+    res = causalcts.fit("y ~ L(y, 1) + x", p, method="within")
+    assert res.nobs == 5 * 29
+
+
+def test_many_odd_teams_are_listed_briefly():
+    with pytest.raises(IrregularTimeError, match=r"on Monday, team-02, .* and 2 more on Thursday"):
+        Panel(weekly_teams([0, 0] + [3] * 7 + [0] * 8, weeks=3), columns=["y"])
+
+
+def test_teams_on_one_weekday_keep_the_weekly_step():
+    df = weekly_teams([2, 2, 2], weeks=4)
+    df = df.drop(index=[1, 6])  # gaps within teams: still weekly
+    p = Panel(df, columns=["y"])
+    assert p.step == pd.Timedelta(days=7) and p.freq == "W-WED"
+    np.testing.assert_array_equal(p.periods, [0, 2, 3, 0, 1, 3, 0, 1, 2, 3])
+
+
+def test_daily_panel_is_still_daily():
+    days = pd.date_range("2025-01-06", periods=10, freq="D")
+    df = pd.DataFrame({"team": ["a"] * 10 + ["b"] * 7, "week": list(days) + list(days[3:]), "x": np.arange(17.0)}).drop(
+        index=[4, 5]
+    )  # team a misses two days
+    p = Panel(df, columns=["x"])
+    assert p.freq == "D" and p.step == pd.Timedelta(days=1)
+    assert p.lag("x").notna().sum() == 6 + 6  # team a: days 1-3 and 7-9; team b: 6 of 7 days
+
+
+def test_inferred_weekly_anchor_is_the_weekday_and_maps_dates_like_given():
+    """A 7-day step on Mondays is reported as W-MON (weeks ending Monday: each date ends its own week)."""
+    df = two_teams(["2025-01-06", "2025-01-13", "2025-01-27"])
+    p = Panel(df, columns=["x"])
+    assert p.freq == "W-MON"
+    q = Panel(df, columns=["x"], freq=p.freq)
+    np.testing.assert_array_equal(q.periods, p.periods)
+    np.testing.assert_array_equal(p.periods, [0, 1, 3] * 2)
+    assert p.period_of(["2025-02-03"]).tolist() == [4]
 
 
 def test_weekly_anchor_decides_which_days_share_a_week():

@@ -124,3 +124,32 @@ def test_derive_names_the_missing_raw_columns(week):
 def test_add_metrics_warns_when_it_replaces_different_values(week):
     with pytest.warns(DataWarning, match=r"replaced the existing column\(s\) \['cr_velocity'\]"):
         metrics.add_metrics(week.assign(cr_velocity=5.0, deployments=week["deployments"].replace(0, 1)))
+
+
+def test_derive_takes_raw_column_names_by_keyword(week):
+    """A cost column called ``developer_cost`` (and other renamed counts) can be used without renaming."""
+    mine = week.rename(columns={"dev_cost": "developer_cost", "developers": "headcount", "deployments": "deploys"})
+    before = mine.copy()
+    with pytest.raises(MissingColumnError, match=r"\['dev_cost'\].*cost="):
+        metrics.derive(mine, ["cts_sw"])
+    with pytest.warns(DataWarning, match="'deploys' is zero"):
+        out = metrics.derive(
+            mine, ["cts_sw", "log_cts", "cr_velocity", "deploys_per_builder", "rollback_rate"],
+            cost="developer_cost", developers="headcount", deployments="deploys",
+        )  # fmt: skip
+    with pytest.warns(DataWarning):
+        ref = metrics.derive(week, ["cts_sw", "log_cts", "cr_velocity", "deploys_per_builder", "rollback_rate"])
+    for c in ("cts_sw", "log_cts", "cr_velocity", "deploys_per_builder", "rollback_rate"):
+        pd.testing.assert_series_equal(out[c], ref[c])
+    pd.testing.assert_frame_equal(mine, before)  # the caller's frame is untouched
+    with pytest.warns(DataWarning):
+        added = metrics.add_metrics(mine, cost="developer_cost", developers="headcount", deployments="deploys")
+    assert added["cts_sw"].iloc[0] == pytest.approx(3200.0)
+    with pytest.raises(CausalCTSError, match="cost="):
+        metrics.derive(week, ["cts_sw"], cost="")
+
+
+def test_raw_columns_are_documented():
+    assert set(metrics.RAW_COLUMNS) == {c for _, raw, _ in metrics.DERIVED.values() for c in raw}
+    for c in metrics.RAW_COLUMNS:
+        assert f"``{c}``" in metrics.__doc__

@@ -238,3 +238,17 @@ def test_smoke_grid_negative_controls_and_recovery(tmp_path):
         row = s.loc[("bayes", term, 26, 0.5, 0.1)]
         assert abs(row["bias"]) < 3 * row["bias_mcse"] + 1e-12
     assert (results["error"] == "").all()
+
+
+def test_design_labels_name_knobs_that_only_some_designs_set():
+    """A knob set in one design only (NaN elsewhere) varies between designs: pandas' nunique drops NaN by default,
+    which once labelled every design with every knob and called selection=1 'shared' (regression test)."""
+    from causalcts.evaluation.montecarlo import _design_labels, design_label
+
+    results = pd.DataFrame(
+        {"design_id": ["a", "b"], "n_teams": [300, 300], "selection": [1.0, np.nan], "feedback": [np.nan, 1.0]}
+    )
+    labels, shared = _design_labels(results, ["n_teams", "selection", "feedback"])
+    assert labels == {"a": "selection=1", "b": "feedback=1"}
+    assert shared == ["n_teams"]
+    assert design_label({"selection": np.nan}) == "defaults"

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import copy
 import json
+import pickle
 import warnings
+from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -253,6 +257,66 @@ def test_json_round_trip_is_lossless(fitted, tmp_path):
             pd.testing.assert_frame_equal(back.conf_int(0.9), res.conf_int(0.9), check_exact=True)
 
 
+def _same_and_read_only(res, back) -> None:
+    """``back`` equals ``res`` field by field and is as read-only as ``res``."""
+    assert type(back) is type(res) and back is not res
+    assert back.equals(res) and res.equals(back)
+
+    def writeable(obj, name):
+        value = object.__getattribute__(obj, name)
+        if isinstance(value, (pd.Series, pd.DataFrame)):
+            value = value.values
+        return value.flags.writeable if isinstance(value, np.ndarray) else None
+
+    for f in dataclasses.fields(res):
+        assert writeable(back, f.name) == writeable(res, f.name), f.name
+    assert writeable(back, "params") is False and writeable(back, "cov") is False
+    for name in ("tests", "info", "spec"):
+        assert isinstance(object.__getattribute__(back, name), MappingProxyType)
+        with pytest.raises(TypeError):
+            getattr(back, name)["added"] = 1
+    for inner in back.tests.values():
+        with pytest.raises(TypeError):
+            inner["added"] = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.nobs = 0
+    p = back.params
+    p.iloc[0] = 1e9
+    pd.testing.assert_series_equal(back.params, res.params, check_exact=True)
+
+
+@pytest.mark.parametrize("fitted", NAMES, indirect=True)
+def test_pickle_and_deepcopy_round_trip(fitted):
+    """joblib, multiprocessing and caches pickle results in memory (files stay JSON/netCDF)."""
+    _, res, _ = fitted
+    _same_and_read_only(res, pickle.loads(pickle.dumps(res)))
+    _same_and_read_only(res, copy.deepcopy(res))
+    if isinstance(res, BayesResults) and res.idata is not None:
+        assert "log_likelihood" in pickle.loads(pickle.dumps(res)).idata.groups()
+
+
+def test_pickle_and_deepcopy_of_att_gt_and_pooled_results(tmp_path):
+    from causalcts.bayes.pooling import PooledResults, pool
+    from causalcts.did.att_gt import ATTgtResults, att_gt
+
+    data = Path(__file__).parent / "data"
+    mpdta = pd.read_csv(data / "mpdta.csv")
+    att = att_gt(mpdta, outcome="lemp", entity="countyreal", time="year", cohort="first.treat")
+    schools = pd.read_csv(data / "baggr_schools.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pooled = pool(schools, estimate="tau", std_error="se", label="group", chains=2, draws=30, tune=30, seed=7)
+    assert isinstance(att, ATTgtResults) and isinstance(pooled, PooledResults)
+    for res in (att, pooled, load(pooled.to_json(tmp_path / "pooled.json"))):
+        for back in (pickle.loads(pickle.dumps(res)), copy.deepcopy(res)):
+            _same_and_read_only(res, back)
+    back = pickle.loads(pickle.dumps(att))
+    pd.testing.assert_frame_equal(back.att, att.att, check_exact=True)
+    assert not object.__getattribute__(back, "influence").flags.writeable
+    back = copy.deepcopy(pooled)
+    pd.testing.assert_frame_equal(back.effects(0.9), pooled.effects(0.9), check_exact=True)
+
+
 def test_a_changed_field_is_not_equal(sim, tmp_path):
     res, _ = _CACHE.get("within") or _fit("within", sim.data)
     other = dataclasses.replace(res, nobs=res.nobs + 1)
@@ -366,6 +430,17 @@ def test_bad_files_raise_clear_errors(tmp_path):
     bad.write_text(json.dumps({"format": "causalcts-results/2", "class": "Nope"}))
     with pytest.raises(CausalCTSError, match="Unknown results class 'Nope'"):
         load(bad)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"a": 1}, [1, 2], "text", 3, None, {"params": {"x": 0.5}}, {"format": "causalcts-results/2", "params": {}}],
+)
+def test_valid_json_that_is_not_a_results_file_is_a_clear_error(tmp_path, content):
+    junk = tmp_path / "junk.json"
+    junk.write_text(json.dumps(content))
+    with pytest.raises(CausalCTSError, match="junk.json.*is not a causalcts results file"):
+        load(junk)
 
 
 def test_round_trip_keeps_dates_strings_nan_and_generators(tmp_path):

@@ -132,8 +132,52 @@ def _describe_gap(gap: pd.Timedelta) -> str:
     return f"{days:g} day{'s' if days != 1 else ''}" if days == int(days) else str(gap)
 
 
-def _infer_freq(dates: pd.Series, column: str) -> str | pd.Timedelta:
-    """A calendar alias (``M``, ``Q-DEC``, ``Y-DEC``) or the regular step between distinct dates."""
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _check_team_weekdays(dates: pd.Series, entities: pd.Series, column: str) -> None:
+    """Raise when each team's dates are weekly (gaps of whole weeks) but teams sit on different weekdays.
+
+    Between distinct dates of the whole panel such data is a day or a few days apart, so a step inferred
+    from them would be daily and leave every lag missing; ``freq='W'`` puts each date in its calendar week.
+    """
+    codes, uniques = pd.factorize(entities.to_numpy(), sort=False)
+    ns = dates.to_numpy().astype("int64")
+    order = np.lexsort((ns, codes))
+    same_team = codes[order][1:] == codes[order][:-1]
+    gaps = np.diff(ns[order])[same_team]
+    gaps = gaps[gaps > 0]  # repeated dates are duplicates, reported later with their rows
+    week = pd.Timedelta(days=7).value
+    if gaps.size == 0 or np.any(gaps % week):
+        return
+    weekday = dates.dt.day_of_week.to_numpy()
+    if len(np.unique(weekday)) < 2:
+        return
+    # within a team every gap is whole weeks, so each team sits on one weekday
+    team_day = pd.Series(weekday).groupby(codes).first()
+    counts = team_day.value_counts()
+    majority = int(min(counts.index, key=lambda d: (-counts[d], d)))
+    odd = team_day[team_day != majority]
+    parts = []
+    for day in sorted(odd.unique()):
+        names = [str(uniques[c]) for c in odd.index[odd == day]]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        parts.append(f"{shown} on {_DAY_NAMES[day]}")
+    raise IrregularTimeError(
+        f"The dates in {column!r} are weekly within each team, but the teams report on different weekdays: "
+        f"most teams ({counts[majority]} of {len(team_day)}) on {_DAY_NAMES[majority]}, {'; '.join(parts)}. "
+        "A daily scale would leave every lag missing, so the period length is unclear. Pass freq='W' to put "
+        "each date in its calendar week (Monday to Sunday; 'W-MON' .. 'W-SUN' name the day a week ends), "
+        "or move the dates to one weekday."
+    )
+
+
+def _infer_freq(dates: pd.Series, column: str, entities: pd.Series | None = None) -> str | pd.Timedelta:
+    """A calendar alias (``M``, ``Q-DEC``, ``Y-DEC``) or the regular step between distinct dates.
+
+    With ``entities``, the gaps within each entity are checked first: weekly dates on different
+    weekdays for different entities raise :class:`~causalcts.errors.IrregularTimeError`.
+    """
     uniq = pd.DatetimeIndex(np.unique(dates.to_numpy()))
     if len(uniq) < 2:
         return pd.Timedelta(days=7)
@@ -148,6 +192,8 @@ def _infer_freq(dates: pd.Series, column: str) -> str | pd.Timedelta:
             anchored = same_month and (one_day or month_end)
             if anchored and uniq.to_period(alias).nunique() == len(uniq):
                 return alias
+    if entities is not None:
+        _check_team_weekdays(dates, entities, column)
     gaps = np.diff(uniq.asi8)
     step = int(gaps.min())
     if np.any(gaps % step) or np.median(gaps) >= 2 * step:
@@ -182,12 +228,14 @@ class _PeriodScale:
 
 
 def _time_to_period(
-    values: pd.Series, column: str, freq: str | None = None
+    values: pd.Series, column: str, freq: str | None = None, entities: pd.Series | None = None
 ) -> tuple[np.ndarray, object, str | None, _PeriodScale]:
     """Map the time column to integer periods; return (periods, step, freq, scale).
 
     Integers are kept as they are (negative or zero too); dates become consecutive
-    periods of ``freq`` (inferred when None), so a missing period is a gap.
+    periods of ``freq`` (inferred when None, from the gaps within each of ``entities``
+    too), so a missing period is a gap. An inferred 7-day step is named ``W-<weekday
+    of the dates>``: each date is the last day of its own pandas week of that anchor.
     """
     dates = _as_dates(values, column)
     if dates is None:
@@ -197,12 +245,12 @@ def _time_to_period(
     if freq is not None:
         alias = _period_freq(freq)
     else:
-        inferred = _infer_freq(dates, column)
+        inferred = _infer_freq(dates, column, entities)
         if isinstance(inferred, pd.Timedelta):
             ns = dates.to_numpy().astype("int64")
             days = inferred / pd.Timedelta(days=1)
-            if days == 7:  # the pandas weekly period that starts on the first date's weekday
-                name: str | None = f"W-{_WEEKDAYS[(pd.Timestamp(ns.min()).day_of_week + 6) % 7]}"
+            if days == 7:  # every date on one weekday: the pandas week ending that day ("W-MON" for Mondays)
+                name: str | None = f"W-{_WEEKDAYS[pd.Timestamp(ns.min()).day_of_week]}"
             else:
                 name = "D" if days == 1 else None
             scale = _PeriodScale("step", origin=int(ns.min()), step_ns=int(inferred.value))
@@ -301,7 +349,13 @@ class Panel:
     monthly, quarterly or yearly when every date sits at the same place in its
     calendar period (lags then count calendar months, quarters or years), else the
     regular step between distinct dates (a day, a week); irregular dates raise
-    :class:`~causalcts.errors.IrregularTimeError`, which asks for ``freq``.
+    :class:`~causalcts.errors.IrregularTimeError`, which asks for ``freq``. So do
+    dates that are weekly within each entity but on different weekdays for different
+    entities (say most teams on Mondays, one on Tuesdays): ``freq="W"`` then puts
+    each date in its calendar week. Weekly dates that share a weekday get the
+    :attr:`freq` of that weekday, ``"W-MON"`` for Mondays: in pandas a ``W-MON``
+    week ends on Monday, so each date is the last day of its own week and
+    ``Panel(data, freq=panel.freq)`` gives the same periods.
 
     Parameters
     ----------
@@ -378,7 +432,7 @@ class Panel:
                 f"The entity column {entity!r} is missing in {describe_rows(frame.index[ent.isna()])}; every row "
                 "needs an entity (dropna=True does not drop these)."
             )
-        period, step, freq_used, self._scale = _time_to_period(frame[time], time, freq)
+        period, step, freq_used, self._scale = _time_to_period(frame[time], time, freq, frame[entity])
         self._check_duplicates(frame, entity, time, period)
 
         numeric = [c for c in NUMERIC_SCHEMA_COLUMNS if c in frame.columns]

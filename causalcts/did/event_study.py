@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from causalcts.data.panel import Panel, check_full_rank, lag_name
+from causalcts.data.panel import Panel, _as_dates, check_full_rank, lag_name
 from causalcts.did._within import group_demean, two_way_demean
 from causalcts.errors import (
     CohortNotConstantError,
@@ -133,11 +133,22 @@ def _onset_from_treatment(frame: pd.DataFrame, entity: str, time: str, treatment
     return pd.Series(np.where(d == 1, t_num, np.nan)).groupby(ent, sort=False).transform("min").to_numpy()
 
 
+_NEVER_HINT = (
+    "If 0 (or another code) marks never-treated teams, pass never=0 (that code) or code them as NaN "
+    "(NaT for dates, as onset_cohort does)."
+)
+
+
 def _onset_from_column(frame: pd.DataFrame, entity: str, time: str, onset: str, never, t0, panel: Panel) -> np.ndarray:
-    """Per-row onset in periods from a column of onset times; NaN, inf or ``never`` mean never treated."""
+    """Per-row onset in periods from a column of onset times; NaN, NaT, inf or ``never`` mean never treated."""
     raw = frame[onset]
     marked = raw.isna() | (raw == never if never is not None else False)
     if t0 is None:
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            raise TreatmentError(
+                f"The onset column {onset!r} holds dates, but the time column {time!r} holds numbers: give onsets "
+                "in the same units as the time column."
+            )
         num = pd.to_numeric(raw.where(~marked), errors="coerce")
         bad = num.isna() & ~marked
         if bad.any():
@@ -147,18 +158,39 @@ def _onset_from_column(frame: pd.DataFrame, entity: str, time: str, onset: str, 
             )
         out = np.array(num.to_numpy(dtype=float), copy=True)
         out[~np.isfinite(out)] = np.nan
+        ok = np.isfinite(out)
+        off = ok & (out != np.round(out))
+        if off.any():
+            t = panel.periods
+            outside = off & ((out < t.min()) | (out > t.max()) | (out == 0))
+            raise TreatmentError(
+                f"The onsets in {onset!r} must fall on whole periods of the time column; rows at "
+                f"{_where(frame, off, entity, time)} hold {sorted(set(out[off].tolist()))[:3]}."
+                + (f" {_NEVER_HINT}" if outside.any() else "")
+            )
     else:
-        dates = pd.to_datetime(raw.where(~marked), errors="coerce")
+        numbers = np.array(
+            [not isinstance(v, (str, bool)) and isinstance(v, (int, float, np.number)) for v in raw], dtype=bool
+        )
+        numbers &= ~marked.to_numpy()
+        if numbers.any():
+            values = sorted({_plain(v) for v in raw[numbers]})[:3]
+            raise TreatmentError(
+                f"The onset column {onset!r} must hold dates like the time column {time!r}; rows at "
+                f"{_where(frame, numbers, entity, time)} hold the number(s) {values}. {_NEVER_HINT}"
+            )
+        present = raw.where(~marked)
+        texts = all(isinstance(v, str) for v in present.dropna())
+        dates = pd.to_datetime(present, errors="coerce", **({"format": "ISO8601"} if texts else {}))
         bad = dates.isna() & ~marked
         if bad.any():
             raise TreatmentError(
-                f"The onset column {onset!r} must hold dates like the time column; rows at "
-                f"{_where(frame, bad.to_numpy(), entity, time)} do not."
+                f"The onset column {onset!r} must hold dates like the time column {time!r} (datetimes or ISO 8601 "
+                f"text such as '2025-01-06'); rows at {_where(frame, bad.to_numpy(), entity, time)} hold "
+                f"{list(pd.unique(raw[bad]))[:3]}."
             )
         out = _date_periods(panel, dates, t0)
     ok = np.isfinite(out)
-    if np.any(out[ok] != np.round(out[ok])):
-        raise TreatmentError(f"The onsets in {onset!r} must fall on whole periods of the time column.")
     ent = frame[entity].to_numpy()
     varies = pd.Series(np.nan_to_num(out, nan=np.inf)).groupby(ent, sort=False).transform("nunique").to_numpy() > 1
     if varies.any():
@@ -245,13 +277,16 @@ def event_study(
     data
         Long panel, one row per (entity, time). Not modified.
     outcome, entity, time
-        Column names. ``time`` holds integer periods or dates.
+        Column names. ``time`` holds integer periods or dates (datetimes, or ISO 8601 text such as
+        ``"2025-01-06"`` as read from a CSV, parsed as :class:`causalcts.Panel` does).
     treatment
         A 0/1 column that is absorbing (once 1, always 1); each team's onset is its first period with 1, and a team
         that is never 1 is never treated.
     onset
-        A column with each team's onset period (same units as ``time``), constant within the team; NaN, infinity or
-        the value ``never`` mark never-treated teams.
+        A column with each team's onset period (same units as ``time``: dates, or ISO 8601 text, when ``time`` holds
+        dates), constant within the team; NaN, NaT, infinity or the value ``never`` mark never-treated teams. The
+        cohorts of :func:`causalcts.did.cohorts.onset_cohort` can be passed as they are (0, or NaT for dates, for
+        never treated: pass ``never=0`` with integer periods).
     share
         A continuous exposure (e.g. the share of developers using a tool): distributed leads and lags
         ``F{leads}.share .. share .. L{lags}.share`` in a TWFE regression; ``leads`` and ``lags`` are required and
@@ -294,7 +329,8 @@ def event_study(
     causalcts.errors.NoTreatmentVariationError
         The treatment never varies.
     causalcts.errors.TreatmentError
-        A binary treatment that switches off, or onsets that are not periods of ``time``.
+        A binary treatment that switches off, or onsets that are not periods of ``time`` (e.g. numbers such as 0
+        in the onset column of a date panel: the message suggests ``never=0`` or NaN).
     causalcts.errors.SpecificationError
         A reference period outside the observed event times, or incompatible options.
     causalcts.errors.TooFewClustersError
@@ -382,7 +418,10 @@ def event_study(
                     outcome=outcome, entity=entity, time=time, cluster=cluster, method="share", cov=cov,
                     level=level, draws=draws, boot_weights=boot_weights, seed=seed)  # fmt: skip
 
-    t0 = frame[time].min() if pd.api.types.is_datetime64_any_dtype(frame[time]) else None
+    dates = _as_dates(frame[time], time)  # datetimes or ISO 8601 text, parsed as Panel does; None for numbers
+    if dates is not None:
+        frame[time] = dates
+    t0 = dates.min() if dates is not None else None
     step = panel.step if t0 is not None else None  # a Timedelta or a calendar offset (months, quarters, years)
     t_num = _time_number(frame[time], t0, panel, "time column")
     if treatment is not None:
@@ -396,9 +435,11 @@ def event_study(
     first_rel = pd.Series(rel).groupby(frame[entity].to_numpy()).transform("min").to_numpy()
     always = treated & (first_rel >= 0)
     if always.any():
+        # onsets before every period, 0 among them, are likely a never-treated code that was not declared
+        hint = f" {_NEVER_HINT}" if onset is not None and np.any(cohort[always] < np.nanmin(t_num)) else ""
         warnings.warn(
             f"Dropped {int(always.sum())} rows of {pd.unique(frame.loc[always, entity]).size} {entity}(s) treated "
-            "from their first observed period (no pre-treatment period to compare with).",
+            f"from their first observed period (no pre-treatment period to compare with).{hint}",
             DataWarning,
             stacklevel=2,
         )

@@ -457,13 +457,14 @@ def design_label(design: dict, keys: list[str] | None = None) -> str:
     'N=500, T=26, beta=0.5, feedback=1'
     """
     keys = list(design) if keys is None else keys
-    return ", ".join(f"{SHORT_NAMES.get(k, k)}={_fmt(design[k])}" for k in keys)
+    shown = [k for k in keys if not (isinstance(design[k], float) and np.isnan(design[k]))]  # NaN: knob not set
+    return ", ".join(f"{SHORT_NAMES.get(k, k)}={_fmt(design[k])}" for k in shown) or "defaults"
 
 
 def _design_labels(results: pd.DataFrame, design_cols: list[str]) -> tuple[dict, list[str]]:
     """Labels per design_id from the knobs that differ between designs; and the knobs they share."""
     designs = results.drop_duplicates("design_id").set_index("design_id")[design_cols]
-    varying = [c for c in design_cols if designs[c].astype(str).nunique() > 1]
+    varying = [c for c in design_cols if designs[c].astype(str).nunique(dropna=False) > 1]
     shared = [c for c in design_cols if c not in varying]
     keys = varying or design_cols
     labels = {did: design_label(row.to_dict(), keys) for did, row in designs.iterrows()}

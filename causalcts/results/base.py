@@ -35,6 +35,15 @@ FORMAT = "causalcts-results/2"
 _MAPPINGS = ("tests", "info", "spec")
 
 
+def _unproxy(value: Any) -> Any:
+    """``value`` with every (nested) read-only mapping as a plain dict, so that pickle and deepcopy can copy it."""
+    if isinstance(value, MappingProxyType) or type(value) is dict:
+        return {k: _unproxy(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_unproxy(v) for v in value)
+    return value
+
+
 def _freeze(obj: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
     out = obj.copy()
     try:
@@ -119,6 +128,16 @@ class EstimationResults:
             value = object.__getattribute__(self, f.name)
             if isinstance(value, (pd.Series, pd.DataFrame)):
                 object.__setattr__(self, f.name, _freeze(value))
+
+    # pickle and deepcopy (multiprocessing, joblib, caching; files are JSON, never pickle): the read-only mappings
+    # travel as dicts and __post_init__ makes the copy read-only again
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: _unproxy(v) for k, v in object.__getattribute__(self, "__dict__").items()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self.__post_init__()
 
     def __getattribute__(self, name: str):
         # hand out copies, so that no caller can change a result in place

@@ -157,6 +157,15 @@ def _freeze(value: object) -> object:
     return value
 
 
+def _unproxy(value: object) -> object:
+    """A picklable copy of a frozen value: read-only mappings become dicts; tuples and arrays stay as they are."""
+    if isinstance(value, Mapping):
+        return {k: _unproxy(v) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(_unproxy(v) for v in value)
+    return value
+
+
 def _thaw(value: object) -> object:
     """Plain JSON-ready copy of a frozen value."""
     if isinstance(value, Mapping):
@@ -207,6 +216,15 @@ class Truth:
             if f.name != "_teams":
                 object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
         object.__setattr__(self, "_teams", self._teams.copy(deep=True))
+
+    # pickle and deepcopy (multiprocessing, joblib): the read-only mappings travel as dicts and are frozen again
+    def __getstate__(self) -> dict[str, object]:
+        return {k: _unproxy(v) for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self.__post_init__()
 
     @property
     def teams(self) -> pd.DataFrame:

@@ -420,22 +420,24 @@ def _slug(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- savings
-def _savings(data: RolloutData, outcome: str, chosen, method: str) -> dict[str, Any]:
+def _savings(data: RolloutData, outcome: str, chosen, method: str, direct: Mapping[str, tuple] | None = None):
+    """The savings block from the recommended fit of ``outcome``; ``direct`` maps a CTS-SW outcome
+    (``log_cts``, ``cts_sw``) to its recommended (fit, method) to set the direct CTS-SW change beside them."""
     spec, f = data.spec, data.frame
     if outcome in sv.NOT_PER_DEVELOPER:
         return sv.unavailable(f"{outcome!r} is not a rate per developer-week; name one in 'savings_outcome'.")
     if spec.developers not in f.columns:
         return sv.unavailable(f"the data have no {spec.developers!r} column (developers per team-week).")
     lag = f"L1.{outcome}"
-    inputs = sv.exposure_sums(
-        f,
-        entity=spec.entity,
-        time=spec.time,
-        share=spec.treatment,
-        outcome=outcome,
-        developers=spec.developers,
-        cost_per_developer_week=spec.cost_per_developer_week,
-    )
+    common = {
+        "entity": spec.entity,
+        "time": spec.time,
+        "share": spec.treatment,
+        "developers": spec.developers,
+        "cost_per_developer_week": spec.cost_per_developer_week,
+        "cost_column": spec.cost_column,
+    }
+    inputs = sv.exposure_sums(f, outcome=outcome, **common)
     b, g, how = sv.parameter_draws(chosen, lag, spec.treatment, n=spec.savings_draws, seed=spec.seed)
     bayesian = registry.get(method).family == "bayes"
     out = sv.savings(
@@ -448,7 +450,36 @@ def _savings(data: RolloutData, outcome: str, chosen, method: str) -> dict[str, 
         level=spec.level,
         bayesian=bayesian,
     )
-    out.update({"outcome": outcome, "method": _label(method), "draws_from": how})
+    out.update(
+        {
+            "outcome": outcome,
+            "basis": outcome,
+            "assumption": sv.assumption(outcome, spec.cts_unit),
+            "method": _label(method),
+            "draws_from": how,
+            "direct": None,
+        }
+    )
+    for y, (res, m) in (direct or {}).items():
+        ylag = f"L1.{y}"
+        if ylag not in res.params.index or spec.treatment not in res.params.index:
+            continue
+        try:
+            db, dg, _ = sv.parameter_draws(res, ylag, spec.treatment, n=spec.savings_draws, seed=spec.seed)
+            d = sv.direct_cts_change(
+                sv.exposure_sums(f, outcome=y, **common),
+                y,
+                persistence=float(res.params[ylag]),
+                effect=float(res.params[spec.treatment]),
+                persistence_draws=db,
+                effect_draws=dg,
+                level=spec.level,
+                bayesian=registry.get(m).family == "bayes",
+            )
+        except CausalCTSError:
+            continue
+        out["direct"] = sv.compare(out["cts_change"], d, y, _label(m))
+        break
     return out
 
 
@@ -507,7 +538,10 @@ def _experiment(spec: RolloutSpec, bar: _Progress) -> tuple[dict[str, Any], dict
         outcomes[y], chosen[y] = _analyze_outcome(data, y, methods, bar, figs)
     so = spec.savings_from
     rec = outcomes[so]["recommended"]
-    savings, save_warnings = checks.capture(_savings, data, so, chosen[so], rec["method_name"])
+    direct = {y: (chosen[y], outcomes[y]["recommended"]["method_name"]) for y in sv.CTS_OUTCOMES if y in spec.outcomes}
+    savings, save_warnings = checks.capture(_savings, data, so, chosen[so], rec["method_name"], direct)
+    if savings.get("direct") and savings["direct"]["verdict"] == "warn":
+        save_warnings.append(savings["direct"]["note"])
     bar.step("savings")
     metrics_rows = [
         {"name": k, "from": list(v), "description": causalcts.metrics.DERIVED[k][2]} for k, v in data.derived.items()

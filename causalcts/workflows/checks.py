@@ -21,8 +21,9 @@ TWFE negative weights (continuous share)         pass when the negative weights 
                                                  coefficient may mislead, but the dynamic estimators compared
                                                  here are not that regression)
 event-study pre-trends (onset at the threshold)  joint F test of the leads: fail at p < 0.05, warn at p < 0.10
-HonestDiD breakdown value (smoothness, FLCI)     for the mean post-onset effect: warn when 0 (not significant
-                                                 even under exact parallel trends: nothing to break down) or
+HonestDiD breakdown value (smoothness, FLCI)     for the mean post-onset effect e0..e(lags-1): warn when 0
+                                                 (not significant once linear differential trends are
+                                                 allowed, smoothness M = 0: nothing to break down) or
                                                  when the interval loses significance inside the default grid
                                                  (up to the pre-periods' own non-smoothness), pass when it
                                                  never does
@@ -277,8 +278,11 @@ def rollout_design_checks(
     The onset of each team is the first week its share reaches ``threshold``
     (:func:`causalcts.did.onset_cohort`). The event study is TWFE with the end points binned at
     ``window = (leads, lags)`` (so it works without never-treated teams); HonestDiD's FLCI under smoothness
-    uses the unbinned coefficients ``e-(leads-1) .. e-2`` and ``e0 .. e(lags-1)``. Callaway and Sant'Anna's ATT
-    uses not-yet-treated teams as controls.
+    uses the unbinned coefficients ``e-(leads-1) .. e-2`` and ``e0 .. e(lags-1)``, and its target, the mean of
+    ``e0 .. e(lags-1)``, is the event-study estimate row's (both leave out the binned ``e(lags)``). Under
+    smoothness, M = 0 still allows a linear differential trend: a breakdown value of 0 means the effect is not
+    significant once such trends are allowed, not that it fails under exact parallel trends. Callaway and
+    Sant'Anna's ATT uses not-yet-treated teams as controls.
 
     Returns
     -------
@@ -326,7 +330,9 @@ def rollout_design_checks(
                 f"TWFE event study of the onset at {share} >= {threshold}; leads {pre['terms']}",
             )
         )
-    post = [event_time_name(e) for e in range(0, lags + 1)]
+    # the post-onset mean over the unbinned e0 .. e(lags-1): the same target as HonestDiD's below (the binned
+    # end point e(lags) pools every later week, so it is left out of both)
+    post = [event_time_name(e) for e in range(0, lags)]
     post = [p for p in post if p in es.params.index]
     if post:
         avg = float(es.params[post].mean())
@@ -352,7 +358,9 @@ def rollout_design_checks(
         bd = hd.attrs["breakdown"]
         v = "pass" if not np.isfinite(bd) else "warn"
         what = (
-            "not significant even under parallel trends (M = 0)" if bd == 0 else "the smallest M whose FLCI contains 0"
+            "not significant once linear differential trends are allowed (smoothness, M = 0)"
+            if bd == 0
+            else "the smallest M whose FLCI contains 0"
         )
         out["rows"].append(
             _row(

@@ -280,10 +280,13 @@ def _savings_section(s: Mapping[str, Any]) -> dict[str, Any]:
     rows = [
         {"q": "share of output due to adoption", **s["share_of_output"]},
         {"q": "throughput change", **s["throughput_change"]},
-        {"q": "CTS-SW change", **s["cts_change"]},
+        {"q": "CTS-SW change (implied)", **s["cts_change"]},
         {"q": "engineering-years saved", **s["engineering_years"]},
         {"q": "money saved", **s["money"]},
     ]
+    d = s.get("direct")
+    if d:
+        rows.append({"q": f"CTS-SW change, direct ({d['outcome']} fit; {d['verdict']})", **d})
     blocks = [
         _p(describe(s)),
         table(

@@ -29,6 +29,21 @@ where :math:`C` is the developer cost of the data (the ``dev_cost`` column summe
 unit of the outcome's numerator (per CR merged for ``cr_velocity``, per deployment for
 ``deploys_per_builder``: the article's CTS-SW).
 
+The assumption
+--------------
+The savings convert a velocity gain into a lower cost per unit shipped. That holds when the outcome counts
+the unit CTS-SW is measured in (``deploys_per_builder`` for CTS-SW per deployment) and developer cost did
+not change with adoption; it is an *assumption*, not an estimate, and :func:`assumption` states it beside
+every savings number. With CTS-SW per deployment, a gain in ``cr_velocity`` lowers CTS-SW only if the extra
+CRs reach customers as deployments, which the data may contradict; the workflow therefore takes the savings
+from ``deploys_per_builder`` when it is an outcome (:attr:`causalcts.workflows.spec.RolloutSpec.savings_from`).
+
+When a CTS-SW outcome (``log_cts`` or ``cts_sw``) is estimated as well, :func:`direct_cts_change` carries its
+fit through the same exposure sums into the CTS-SW change over the data (for ``log_cts``
+:math:`\exp(\gamma \sum_k \beta^k S_k / \sum_{it} d_{it}) - 1`, for ``cts_sw`` :math:`X / Y` of its own
+output, both weighting team-weeks by developers); :func:`compare` flags (verdict ``"warn"``) an implied
+change outside the direct estimate's interval.
+
 Intervals
 ---------
 Every quantity is a function of :math:`(\beta, \gamma)`. Its interval comes from draws of these parameters,
@@ -55,9 +70,13 @@ import pandas as pd
 from causalcts.errors import CausalCTSError, MissingColumnError
 
 __all__ = [
+    "CTS_OUTCOMES",
     "NOT_PER_DEVELOPER",
     "SavingsInputs",
+    "assumption",
+    "compare",
     "describe",
+    "direct_cts_change",
     "exposure_sums",
     "parameter_draws",
     "savings",
@@ -66,6 +85,38 @@ __all__ = [
 
 #: Outcomes that are not rates per developer-week, so the savings formula does not apply to them.
 NOT_PER_DEVELOPER = ("cts_sw", "log_cts", "rollback_rate", "interventions_per_deploy", "pages_per_oncall")
+
+
+#: Outcomes that measure CTS-SW directly (their fit can be set beside the implied change).
+CTS_OUTCOMES = ("log_cts", "cts_sw")
+
+#: The velocity outcome counted in each CTS-SW unit.
+_VELOCITY = {"deployments": "deploys_per_builder", "crs_merged": "cr_velocity"}
+
+
+def assumption(outcome: str, cts_unit: str = "deployments") -> str:
+    """The assumption that turns the effect on ``outcome`` into savings and a CTS-SW change, in one sentence.
+
+    Examples
+    --------
+    >>> from causalcts.workflows.savings import assumption
+    >>> assumption("deploys_per_builder").startswith("Assumes developer cost did not change with adoption")
+    True
+    >>> "not tested" in assumption("cr_velocity")
+    True
+    """
+    unit = {"deployments": "deployment", "crs_merged": "CR merged"}.get(cts_unit, f"unit of {cts_unit!r}")
+    base = (
+        "Assumes developer cost did not change with adoption and that the extra output due to adoption is valued "
+        "at the cost of the developer time it would otherwise need"
+    )
+    if _VELOCITY.get(cts_unit) == outcome:
+        return f"{base}; {outcome} counts the unit CTS-SW is per ({unit}), so CTS-SW falls by the output share."
+    return (
+        f"{base}, and that more {outcome} means proportionally more software shipped: CTS-SW is per {unit}, "
+        f"which {outcome} does not count, so the CTS-SW change is implied, not tested"
+        + (f" (estimate {_VELOCITY[cts_unit]} to test it)." if cts_unit in _VELOCITY else ".")
+    )
 
 
 @dataclass(frozen=True)
@@ -125,7 +176,13 @@ def exposure_sums(
     D[team_code[used], period[used]] = dev[used]
     A[team_code, period] = s
     lag_sums = np.array([np.sum(D[:, k:] * A[:, : n_t - k]) for k in range(n_t)])
-    cost, source = None, "unknown: give cost_per_developer_week in the spec, or a dev_cost column"
+    cost, source = (
+        None,
+        (
+            f"unknown: give cost_per_developer_week in the spec, or a {cost_column!r} column (or name the cost "
+            "column with the spec's cost_column)"
+        ),
+    )
     if cost_per_developer_week is not None:
         cost, source = float(cost_per_developer_week) * float(dev[used].sum()), "cost_per_developer_week of the spec"
     elif cost_column in frame.columns:
@@ -277,6 +334,78 @@ def savings(
     return out
 
 
+def direct_cts_change(
+    inputs: SavingsInputs,
+    outcome: str,
+    *,
+    persistence: float,
+    effect: float,
+    persistence_draws: np.ndarray,
+    effect_draws: np.ndarray,
+    level: float = 0.95,
+    bayesian: bool = False,
+) -> dict[str, float]:
+    """The relative CTS-SW change over the data from a fit of a CTS-SW outcome (module docstring).
+
+    ``inputs`` are :func:`exposure_sums` with ``outcome`` (``log_cts`` or ``cts_sw``) as the outcome; the
+    parameters are that fit's lag and share coefficients. Returns ``estimate``, ``lower``, ``upper``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from causalcts.workflows.savings import SavingsInputs, direct_cts_change
+    >>> ins = SavingsInputs(np.array([50.0, 0.0]), observed_output=800.0, developer_weeks=100.0, cost=None,
+    ...                     cost_source="")
+    >>> out = direct_cts_change(ins, "log_cts", persistence=0.0, effect=0.1, persistence_draws=np.zeros(3),
+    ...                         effect_draws=np.full(3, 0.1))
+    >>> round(out["estimate"], 6) == round(float(np.exp(0.1 * 50 / 100) - 1), 6)
+    True
+    """
+    if outcome not in CTS_OUTCOMES:
+        raise CausalCTSError(f"direct_cts_change needs a CTS-SW outcome {CTS_OUTCOMES}, not {outcome!r}.")
+    if inputs.developer_weeks <= 0 or (outcome == "cts_sw" and inputs.observed_output <= 0):
+        raise CausalCTSError(f"No developer-weeks or no observed {outcome!r}: the CTS-SW change is undefined.")
+
+    def change(b: np.ndarray, g: np.ndarray) -> np.ndarray:
+        powers = np.power.outer(np.asarray(b, dtype=float), np.arange(inputs.lag_sums.size))
+        x = np.asarray(g, dtype=float) * (powers @ inputs.lag_sums)
+        return np.exp(x / inputs.developer_weeks) - 1 if outcome == "log_cts" else x / inputs.observed_output
+
+    draws = change(persistence_draws, effect_draws)
+    point = float(draws.mean()) if bayesian else float(change(np.array([persistence]), np.array([effect]))[0])
+    return _interval(point, draws[np.isfinite(draws)], level)
+
+
+def compare(implied: Mapping[str, Any], direct: Mapping[str, Any], outcome: str, method: str) -> dict[str, Any]:
+    """Set the implied CTS-SW change beside the direct one; verdict ``"warn"`` when it lies outside the interval.
+
+    Examples
+    --------
+    >>> from causalcts.workflows.savings import compare
+    >>> row = compare({"estimate": -0.06}, {"estimate": 0.01, "lower": -0.02, "upper": 0.04}, "log_cts", "FE")
+    >>> row["verdict"], row["implied_inside"]
+    ('warn', False)
+    """
+    lo, hi, est = direct["lower"], direct["upper"], implied["estimate"]
+    inside = bool(lo <= est <= hi)
+    note = (
+        f"the implied CTS-SW change {100 * est:+.1f}% lies "
+        + ("inside" if inside else "outside")
+        + f" the direct estimate's interval ({100 * lo:+.1f}% to {100 * hi:+.1f}%) from the {outcome} fit"
+        + ("" if inside else ": the data do not support the savings' assumption; read them with caution")
+    )
+    return {
+        "outcome": outcome,
+        "method": method,
+        "estimate": direct["estimate"],
+        "lower": lo,
+        "upper": hi,
+        "implied_inside": inside,
+        "verdict": "pass" if inside else "warn",
+        "note": note,
+    }
+
+
 def unavailable(reason: str) -> dict[str, Any]:
     """The savings block when the savings cannot be computed (every number None, and the reason)."""
     empty = {"estimate": None, "lower": None, "upper": None}
@@ -285,11 +414,13 @@ def unavailable(reason: str) -> dict[str, Any]:
 
 
 def describe(block: Mapping[str, Any]) -> str:
-    """One sentence for the report: the engineering-years and money saved with their intervals."""
+    """One paragraph for the report: the engineering-years and money saved with their intervals, the implied
+    CTS-SW change, the outcome they rest on and the assumption, and the direct CTS-SW estimate when there is one."""
     if not block.get("available", True):
         return f"Savings not computed: {block['reason']}"
     ey, m = block["engineering_years"], block["money"]
     pct = int(round(100 * block["level"]))
+    basis = block.get("basis")
     text = (
         f"Adoption saved {ey['estimate']:.1f} engineering-years ({pct}% interval {ey['lower']:.1f} to "
         f"{ey['upper']:.1f}) of the {block['engineering_years_used']:.1f} used"
@@ -297,6 +428,21 @@ def describe(block: Mapping[str, Any]) -> str:
     if m["estimate"] is not None:
         text += f", worth {m['estimate']:,.0f} ({m['lower']:,.0f} to {m['upper']:,.0f})"
     c = block["cts_change"]
-    return text + (
-        f"; CTS-SW changed by {100 * c['estimate']:+.1f}% ({100 * c['lower']:+.1f}% to {100 * c['upper']:+.1f}%)."
+    text += (
+        f"; implied CTS-SW change {100 * c['estimate']:+.1f}% ({100 * c['lower']:+.1f}% to "
+        f"{100 * c['upper']:+.1f}%)" + (f", computed from the effect on {basis}." if basis else ".")
     )
+    if block.get("assumption"):
+        text += f" {block['assumption']}"
+    d = block.get("direct")
+    if d:
+        text += (
+            f" Direct estimate from the {d['outcome']} fit: CTS-SW changed by {100 * d['estimate']:+.1f}% "
+            f"({100 * d['lower']:+.1f}% to {100 * d['upper']:+.1f}%)"
+            + (
+                "; the implied change lies inside it."
+                if d["implied_inside"]
+                else "; WARNING: the implied change lies outside it, so the data contradict the assumption."
+            )
+        )
+    return text

@@ -95,7 +95,7 @@ SCHEMA: Mapping[str, Key] = MappingProxyType(
         ),
         "onset_threshold": Key("float", False, 0.5, "share at which a team counts as treated (onset cohorts)"),
         "cost_per_developer_week": Key(
-            "float", False, None, "money per developer-week (default: the dev_cost column, if any)"
+            "float", False, None, "money per developer-week (default: the cost_column, if the data have it)"
         ),
         "seed": Key("int", False, 1, "seed of the Bayesian sampler, the HonestDiD draws and the savings draws"),
         "level": Key("float", False, 0.95, "level of every interval"),
@@ -103,8 +103,25 @@ SCHEMA: Mapping[str, Key] = MappingProxyType(
         "bayes_tune": Key("int", False, 300, "warm-up draws per chain of the Bayesian fit"),
         "bayes_chains": Key("int", False, 2, "chains of the Bayesian fit"),
         "gmm_max_lag": Key("int", False, 4, "last lag of the outcome used as a GMM instrument (from lag 2)"),
-        "savings_outcome": Key("str", False, None, "outcome the savings are computed from (default: the first)"),
+        "savings_outcome": Key(
+            "str",
+            False,
+            None,
+            "outcome the savings are computed from (default: the velocity in the cts_unit, deploys_per_builder or "
+            "cr_velocity, if an outcome; else the first outcome)",
+        ),
         "developers": Key("str", False, "developers", "column of developers per team-week (developer-weeks)"),
+        "cost_column": Key(
+            "str", False, "dev_cost", "column of developer cost per team-week (CTS-SW numerator, money saved)"
+        ),
+        "deployments_column": Key("str", False, "deployments", "column of deployments per team-week"),
+        "crs_column": Key("str", False, "crs_merged", "column of code reviews (CRs) merged per team-week"),
+        "cts_unit": Key(
+            "str",
+            False,
+            "deployments",
+            "unit CTS-SW is per: deployments or crs_merged (the columns above), or another count column",
+        ),
         "freq": Key("str", False, None, "period of date times: W, W-MON .. W-SUN, D, M, Q, Y (default: inferred)"),
         "weeks_per_year": Key("float", False, 52.0, "working weeks in an engineering-year"),
         "savings_draws": Key("int", False, 2000, "draws of the parameters carried into the savings intervals"),
@@ -122,7 +139,7 @@ _KIND_WORDS = {
 
 
 def schema_table() -> str:
-    """The schema as a Markdown table (key, type, required, default, meaning).
+    """The schema as a Markdown table (key, type, required, default, meaning), then the raw telemetry columns.
 
     Examples
     --------
@@ -134,6 +151,17 @@ def schema_table() -> str:
     for name, k in SCHEMA.items():
         default = "" if k.required else ("(see meaning)" if k.default is None else repr(k.default))
         rows.append(f"| {name} | {_KIND_WORDS[k.kind]} | {'yes' if k.required else 'no'} | {default} | {k.doc} |")
+    rows += [
+        "",
+        "Raw telemetry columns the derived metrics are computed from (one row per team-week; a spec key names",
+        "a column that is called differently in the data):",
+        "",
+        "| column | spec key | meaning |",
+        "|---|---|---|",
+    ]
+    keys = {v: k for k, v in _COLUMN_KEYS.items()}
+    for col, meaning in metrics.RAW_COLUMNS.items():
+        rows.append(f"| {col} | {keys.get(col, '')} | {meaning} |")
     return "\n".join(rows)
 
 
@@ -165,6 +193,10 @@ class RolloutSpec:
     gmm_max_lag: int = 4
     savings_outcome: str | None = None
     developers: str = "developers"
+    cost_column: str = "dev_cost"
+    deployments_column: str = "deployments"
+    crs_column: str = "crs_merged"
+    cts_unit: str = "deployments"
     freq: str | None = None
     weeks_per_year: float = 52.0
     savings_draws: int = 2000
@@ -178,8 +210,28 @@ class RolloutSpec:
 
     @property
     def savings_from(self) -> str:
-        """The outcome the savings are computed from."""
-        return self.savings_outcome or self.outcomes[0]
+        """The outcome the savings are computed from: ``savings_outcome``, else the velocity in the unit CTS-SW
+        is measured in (``deploys_per_builder`` for ``cts_unit = "deployments"``, ``cr_velocity`` for
+        ``"crs_merged"``) when it is an outcome, else the first outcome."""
+        if self.savings_outcome:
+            return self.savings_outcome
+        velocity = {"deployments": "deploys_per_builder", "crs_merged": "cr_velocity"}.get(self.cts_unit)
+        return velocity if velocity in self.outcomes else self.outcomes[0]
+
+    @property
+    def raw_columns(self) -> dict[str, str]:
+        """Default raw telemetry column name -> the column of the data holding it (the spec's column keys)."""
+        return {
+            "developers": self.developers,
+            "dev_cost": self.cost_column,
+            "deployments": self.deployments_column,
+            "crs_merged": self.crs_column,
+        }
+
+    @property
+    def cts_unit_column(self) -> str:
+        """The column of the data counting the units CTS-SW is per."""
+        return self.raw_columns.get(self.cts_unit, self.cts_unit)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain JSON-ready values (every key of the schema, and ``source``, ``data_path``)."""
@@ -387,7 +439,7 @@ class RolloutData:
     """The data of one experiment, checked against its spec.
 
     ``frame`` holds the used columns (entity, time, treatment, outcomes, controls, cluster, developers and
-    ``dev_cost`` when present), sorted by entity and time, with derived metrics computed and the time column
+    the cost column when present), sorted by entity and time, with derived metrics computed and the time column
     replaced by whole periods counted from 0 (so dates and week numbers work alike; a missing week is a gap).
     ``time_labels`` maps each period back to its time value as given. The file is only read.
     ``derived`` maps each metric computed here to the raw columns it came from.
@@ -413,6 +465,15 @@ def _read_frame(spec: RolloutSpec) -> pd.DataFrame:
         raise DataFileError(f"Key 'data' = {spec.data!r}: cannot read {path}: {err}") from None
 
 
+#: Spec key naming each raw column.
+_COLUMN_KEYS = {
+    "developers": "developers",
+    "cost_column": "dev_cost",
+    "deployments_column": "deployments",
+    "crs_column": "crs_merged",
+}
+
+
 def _check_columns(spec: RolloutSpec, frame: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     """Every named column is in the data or derivable; return the metrics to derive and their raw columns."""
     cols = list(frame.columns)
@@ -430,12 +491,18 @@ def _check_columns(spec: RolloutSpec, frame: pd.DataFrame) -> dict[str, tuple[st
                     f"Key {key!r} names {name!r}, which is neither a column of {spec.data} nor a derived metric "
                     f"({list(metrics.DERIVED)}); columns are {cols}."
                 )
-            raw = metrics.DERIVED[name][1]
+            canon = ("dev_cost", spec.cts_unit) if name in ("cts_sw", "log_cts") else metrics.DERIVED[name][1]
+            raw = tuple(spec.raw_columns.get(c, c) for c in canon)
             absent = [c for c in raw if c not in frame.columns]
             if absent:
+                keys = {v: k for k, v in _COLUMN_KEYS.items()}
+                named = [f"{keys[c]!r}" for c in canon if spec.raw_columns.get(c, c) in absent and c in keys]
+                hint = f" (if the data call it differently, name the column with the key(s) {', '.join(named)})"
                 raise MissingColumnError(
                     f"Key {key!r} names the metric {name!r} ({metrics.DERIVED[name][2]}), which needs the raw "
-                    f"column(s) {list(raw)}; {absent} {'is' if len(absent) == 1 else 'are'} not in {spec.data}."
+                    f"column(s) {list(raw)}; {absent} {'is' if len(absent) == 1 else 'are'} not in {spec.data}"
+                    + (hint if named else "")
+                    + f". Columns are {cols}."
                 )
             derived[name] = tuple(raw)
     return derived
@@ -501,8 +568,21 @@ def load_data(spec: RolloutSpec) -> RolloutData:
             f"Key 'time' = {spec.time!r}: the data hold {n_weeks} distinct weeks; an analysis needs at least "
             f"{MIN_WEEKS} (the lag, the first difference and the AR(2) test use them)."
         )
-    with_metrics = metrics.derive(raw, list(derived), unit="deployments") if derived else raw
-    extras = [c for c in (spec.developers, "dev_cost") if c in raw.columns]
+    names = spec.raw_columns
+    with_metrics = (
+        metrics.derive(
+            raw,
+            list(derived),
+            unit=spec.cts_unit,
+            cost=names["dev_cost"],
+            developers=names["developers"],
+            deployments=names["deployments"],
+            crs_merged=names["crs_merged"],
+        )
+        if derived
+        else raw
+    )
+    extras = [c for c in (spec.developers, spec.cost_column) if c in raw.columns]
     keep = list(
         dict.fromkeys(
             [spec.entity, spec.time, spec.treatment, *spec.outcomes, *spec.controls, spec.cluster_column, *extras]

@@ -96,6 +96,67 @@ def recovery(summary: pd.DataFrame, prefix: str, out: Path) -> dict[str, Path]:
     return paths
 
 
+def exogeneity(summary: pd.DataFrame, crit: dict, out: Path) -> dict[str, Path]:
+    """Exogeneity grid: bias (two MCSEs) and 90 percent coverage (two MCSEs) by design and method, per term.
+
+    ``summary`` is :func:`paper_numbers.exog_summary`'s (a ``dname`` column, in the grid's order); the
+    recommended method of each design is drawn as a larger, ringed marker; the criteria's bands are shaded.
+    """
+    from paper_numbers import METHOD_NAMES
+
+    designs = list(dict.fromkeys(summary["dname"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    colours = ["#969696", "#2b8cbe", "#74a9cf", "#d95f0e", "#fe9929", "#31a354", "#756bb1", "#e7298a"]
+    width = 0.8 / len(methods)
+    lo, hi = crit["coverage90_band"]
+    paths = {}
+    for term in dict.fromkeys(summary["term"]):
+        s = summary[summary["term"] == term]
+        # the bias axis spans the estimates whose Monte Carlo SE is small; an estimate beyond it is marked at the edge
+        steady = s[2 * s["bias_mcse"] < 0.05]
+        lim = 1.15 * float((steady["bias"].abs() + 2 * steady["bias_mcse"]).max()) if len(steady) else 1.0
+        fig = Figure(figsize=(7.2, 5.2))
+        ax_b, ax_c = fig.subplots(2, 1, sharex=True)
+        for j, m in enumerate(methods):
+            r = s[s["method"] == m].set_index("dname").reindex(designs)
+            x = np.arange(len(designs)) + (j - (len(methods) - 1) / 2) * width
+            kw = dict(fmt="o", ms=4, color=colours[j % len(colours)], capsize=2, lw=1)
+            bias, err = r["bias"].to_numpy(float), 2 * r["bias_mcse"].to_numpy(float)
+            off = np.abs(bias) > lim  # off the scale: an arrow at the edge, with the value
+            ax_b.errorbar(x[~off], bias[~off], yerr=err[~off], label=METHOD_NAMES.get(m, m), **kw)
+            for xi, b in zip(x[off], bias[off], strict=True):
+                edge = np.sign(b) * lim * 0.97
+                ax_b.plot([xi], [edge], marker="^" if b > 0 else "v", color=kw["color"], ms=6)
+                ax_b.annotate(f"{b:.2f}", (xi, edge), xytext=(3, -10 if b > 0 else 4), textcoords="offset points",
+                              fontsize=6, color=kw["color"])  # fmt: skip
+            ax_c.errorbar(x, r["coverage90"], yerr=2 * r["coverage90_mcse"], **kw)
+            if term == crit["effect_term"]:
+                bias = np.clip(r["bias"].to_numpy(float), -lim, lim)
+                rec = [d == designs[i] and crit["recommended"].get(d) == m for i, d in enumerate(designs)]
+                if any(rec):
+                    for ax, y in ((ax_b, bias), (ax_c, r["coverage90"].to_numpy(float))):
+                        ax.scatter(x[rec], y[rec], s=110, facecolors="none", edgecolors="black", lw=1.2, zorder=5)
+        ax_b.axhline(0, color="black", lw=0.7)
+        ax_b.set_ylim(-lim, lim)
+        if term == crit["effect_term"]:
+            b = crit["bias_abs_max"]
+            ax_b.axhspan(-b, b, color="#31a354", alpha=0.12, lw=0, label=f"criterion |bias| < {b:g}")
+            ax_c.axhspan(lo, hi, color="#31a354", alpha=0.12, lw=0)
+        ax_c.axhline(0.9, color="black", lw=0.7, ls="--")
+        ax_b.set_ylabel(f"bias of {term}\n(± 2 MCSE)")
+        ax_c.set_ylabel("coverage of 90% intervals\n(± 2 MCSE)")
+        ax_c.set_ylim(max(0, min(0.5, float(s["coverage90"].min()) - 0.05)), 1.0)
+        for ax in (ax_b, ax_c):
+            for k in range(1, len(designs)):
+                ax.axvline(k - 0.5, color="grey", lw=0.4)
+            ax.grid(axis="y", lw=0.3, alpha=0.5)
+        ax_c.set_xticks(np.arange(len(designs)), designs)
+        ax_b.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        name = f"exog_{term.replace('.', '_')}"
+        paths[name] = _save(fig, out / f"{name}.png")
+    return paths
+
+
 def copy(sources: dict[str, Path], out: Path) -> dict[str, Path]:
     """Figures drawn by another script (benchmarks/sbc.py, causalcts analyze): copied under the paper's names."""
     paths = {}

@@ -27,6 +27,9 @@ METHOD_NAMES = {
     "jackknife": "half-panel jackknife",
     "diff-gmm": "difference GMM",
     "sys-gmm": "system GMM",
+    "sys-gmm-pre": "system GMM (share predetermined)",
+    "ml": "ML-SEM",
+    "ml-pre": "ML-SEM (share predetermined)",
     "bayes": "Bayesian dynamic panel",
 }
 
@@ -591,7 +594,269 @@ def example(c: Collected, folder: Path | None, truth_path: Path | None) -> None:
     c.table("example_diagnostics", ["check", "variable", "p-value", "verdict"], diag, [res_path], script)
 
 
+# ------------------------------------------------------------------------------------------- exogeneity grid
+def _grid_comment_blocks(grid_toml: Path) -> dict[str, list[str]]:
+    """The ``# * design: ...`` bullets of a grid TOML's comments, keyed by the first word of their heading.
+
+    A bullet's continuation lines (``#   ...``) are joined to it.
+    """
+    blocks: dict[str, list[str]] = {}
+    head = ""
+    for line in grid_toml.read_text().splitlines():
+        if not line.startswith("#"):
+            continue
+        text = line[1:].strip()
+        if text.startswith("* "):
+            blocks.setdefault(head, []).append(text[2:])
+        elif line.startswith("#   ") and blocks.get(head):
+            blocks[head][-1] += " " + text
+        elif text[:1].isupper():  # a heading (a lower-case line continues the one before)
+            head = text.split(" ")[0]
+    return blocks
+
+
+def _check_against_grid(grid_toml: Path, crit: dict) -> None:
+    """Stop when ``criteria.toml`` and the grid file's comments (written before the run) disagree."""
+    blocks = _grid_comment_blocks(grid_toml)
+    rec_lines = blocks.get("What", [])
+    crit_lines = blocks.get("Criteria", [])
+    lo, hi = crit["coverage90_band"]
+    band = f"[{lo:.2f}, {hi:.2f}]"
+    bound = f"{crit['bias_abs_max']:g}"
+
+    def lines_for(design: str, lines: list[str]) -> list[str]:
+        return [t for t in lines if design in t.split(":", 1)[0]]
+
+    problems = []
+    for design, method in crit["recommended"].items():
+        if not any(method in t for t in lines_for(design, rec_lines)):
+            problems.append(f"{design}: recommended method {method!r} is not what the grid's comments say")
+        if not any(bound in t and band in t for t in lines_for(design, crit_lines)):
+            problems.append(f"{design}: criteria |bias| < {bound}, coverage in {band} are not the grid's")
+    if problems:
+        raise ValueError(f"paper/criteria.toml [exogeneity] disagrees with {grid_toml}: " + "; ".join(problems))
+
+
+def _design_names(designs: list[dict], knobs: dict[str, str]) -> list[str]:
+    """Each grid design's name (feedback, selection, ...): the trap knob it turns on."""
+    names = []
+    for d in designs:
+        on = [name for name, knob in knobs.items() if float(d.get(knob, 0) or 0) != 0]
+        names.append(on[0] if len(on) == 1 else design_label_safe(d))
+    return names
+
+
+def design_label_safe(d: dict) -> str:
+    from causalcts.evaluation.montecarlo import design_label
+
+    return design_label(d)
+
+
+def _run_seconds(folder: Path, summary: pd.DataFrame) -> tuple[float, str]:
+    """CPU seconds of the fits: the cells' ``seconds`` column summed, one per fit (each fit has a row per term).
+
+    Without the cells (they are not committed), the same sum from the summary: mean seconds times fits.
+    """
+    cells = sorted((folder / "cells").glob("*.parquet")) if (folder / "cells").is_dir() else []
+    if cells:
+        df = pd.concat(
+            [pd.read_parquet(f, columns=["design_id", "replication", "method", "seconds"]) for f in cells],
+            ignore_index=True,
+        )
+        return float(df.drop_duplicates(["design_id", "replication", "method"])["seconds"].sum()), "cells"
+    first = summary.drop_duplicates(["design_id", "method"])
+    return float((first["seconds"] * (first["n"] + first["n_failed"])).sum()), "summary"
+
+
+EXOG_COLUMNS = ["design", "method", "truth", "mean", "bias (MCSE)", "RMSE (MCSE)", "cover 90% (MCSE)"]
+
+
+def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml: Path) -> dict:
+    """The exogeneity grid (feedback, selection, heterogeneity, mediator) against the criteria written before it.
+
+    The grid's designs, seed and methods come from its TOML; its estimands, recommended methods and criteria
+    from ``paper/criteria.toml`` (checked against the grid's comments); the results, if the grid has been run,
+    from ``summary.parquet``; the mediator's total effect from the simulator's ``Truth``.
+    """
+    from causalcts.evaluation.montecarlo import load_grid
+    from causalcts.simulate import simulate
+
+    script = "paper/scripts/paper_numbers.py:exogeneity"
+    crit = tomllib.loads(criteria_toml.read_text())["exogeneity"]
+    _check_against_grid(grid_toml, crit)
+    g = load_grid(grid_toml)
+    names = _design_names(g.designs, crit["knobs"])
+    d0 = g.designs[0]
+    lo, hi = crit["coverage90_band"]
+    vals = {
+        "designs": fint(len(g.designs)),
+        "design_list": ", ".join(names),
+        "reps": fint(g.replications),
+        "seed": str(g.seed),
+        "teams": fint(d0["n_teams"]),
+        "weeks": fint(d0["n_weeks"]),
+        "persistence": fx(d0["persistence"], 1),
+        "effect": fx(d0["effect"], 1),
+        "methods": fint(len(g.methods)),
+        "method_list": ", ".join(METHOD_NAMES.get(m, m) for m in g.methods),
+        "cells": fint(len(g.designs) * g.replications),
+        "fits": fint(len(g.designs) * g.replications * len(g.methods)),
+        "formula": g.formula,
+        "bias_max": fx(crit["bias_abs_max"], 2),
+        "cov90_lo": fx(lo, 2),
+        "cov90_hi": fx(hi, 2),
+        "term": crit["effect_term"],
+        # MCSE of a 90 percent coverage at the nominal level with this many replications
+        "cov90_mcse_nominal": fx(math.sqrt(0.9 * 0.1 / g.replications), 3),
+    }
+    for name, d in zip(names, g.designs, strict=True):
+        knob = crit["knobs"].get(name)
+        vals[f"{name}.knob"] = knob or ""
+        vals[f"{name}.knob_value"] = f"{float(d.get(knob, 0)):g}" if knob else ""
+        vals[f"{name}.rec"] = METHOD_NAMES.get(crit["recommended"][name], crit["recommended"][name])
+        vals[f"{name}.estimand"] = crit["estimand"][name]
+        if name == "mediator":  # the total effect, which this grid (one formula, with the control) does not target
+            small = {**d, "n_teams": 4, "n_weeks": 4}
+            truth = simulate(**small, seed=0).truth
+            vals["mediator.total_effect"] = fx(truth.total_effect["cr_velocity"], 2)
+            vals["mediator.direct_effect"] = fx(truth.effect["cr_velocity"], 2)
+            vals["mediator.rollback_coef"] = fx(truth.covariate_effects["rollback_rate"], 2)
+    inputs: list[Path] = [grid_toml, criteria_toml]
+    summ = folder / "summary.parquet" if folder else None
+    run = bool(summ and summ.exists())
+    c.flags["exog_run"] = run
+    design_rows = [
+        [name, f"{vals[f'{name}.knob']} = {vals[f'{name}.knob_value']}", crit["estimand"][name], vals[f"{name}.rec"]]
+        for name in names
+    ]
+    if not run:
+        c.put("exog", inputs, script, vals)
+        c.table("exog_designs", ["design", "setting", "estimand", "recommended"], design_rows, inputs, script)
+        return crit
+    summary = exog_summary(summ, grid_toml, crit)
+    inputs.append(summ)
+    for _, r in summary.iterrows():
+        k = f"{r['dname']}.{r['method']}.{r['term']}"
+        vals[f"{k}.truth"] = fx(r["truth"], 2)
+        vals[f"{k}.mean"] = fx(r["mean"], 3)
+        for m in ("bias", "bias_mcse", "rmse", "rmse_mcse"):
+            vals[f"{k}.{m}"] = fx(r[m], 4)
+        for m in ("coverage90", "coverage90_mcse", "coverage95", "coverage95_mcse"):
+            vals[f"{k}.{m}"] = fx(r[m], 3)
+        vals[f"{k}.n"] = fint(r["n"])
+        vals[f"{k}.n_failed"] = fint(r["n_failed"])
+    # the recommended method of each design against the criteria (point estimates, as the grid states them)
+    term = crit["effect_term"]
+    check_rows, met = [], 0
+    for name in names:
+        rec = crit["recommended"][name]
+        r = summary[(summary["dname"] == name) & (summary["method"] == rec) & (summary["term"] == term)].iloc[0]
+        bias_ok = bool(abs(r["bias"]) < crit["bias_abs_max"])
+        cov_ok = bool(lo <= r["coverage90"] <= hi)
+        c.flags[f"exog_{name}_bias_ok"] = bias_ok
+        c.flags[f"exog_{name}_cov_ok"] = cov_ok
+        c.flags[f"exog_{name}_meets"] = bias_ok and cov_ok
+        met += bias_ok and cov_ok
+        check_rows.append(
+            [
+                name,
+                METHOD_NAMES.get(rec, rec),
+                fx(r["truth"], 2),
+                f"{fx(r['bias'], 4)} ({fx(r['bias_mcse'], 4)})",
+                "yes" if bias_ok else "no",
+                f"{fx(r['coverage90'], 3)} ({fx(r['coverage90_mcse'], 3)})",
+                "yes" if cov_ok else "no",
+                "meets" if bias_ok and cov_ok else "fails",
+            ]
+        )
+    vals["met"] = fint(met)
+    c.flags["exog_all_met"] = met == len(names)
+    # the negative controls, expected to fail the same criteria
+    neg = [(n, m) for n in names for m in crit["negative_controls"].get("all", [])]
+    neg += [(n, m) for n, ms in crit["negative_controls"].items() if n != "all" for m in ms]
+    failed = []
+    for name, m in neg:
+        r = summary[(summary["dname"] == name) & (summary["method"] == m) & (summary["term"] == term)]
+        if len(r):
+            r = r.iloc[0]
+            failed.append(not (abs(r["bias"]) < crit["bias_abs_max"] and lo <= r["coverage90"] <= hi))
+    vals["neg_total"] = fint(len(failed))
+    vals["neg_failed"] = fint(sum(failed))
+    passed_neg = [f"{METHOD_NAMES.get(m, m)} under {n}" for (n, m), f in zip(neg, failed, strict=False) if not f]
+    vals["neg_passed_list"] = ", ".join(passed_neg) or "none"
+    c.flags["exog_neg_all_failed"] = all(failed)
+    secs, how = _run_seconds(folder, summary)
+    vals["cpu_hours"] = fx(secs / 3600, 1)
+    vals["cpu_minutes"] = fint(secs / 60)
+    vals["seconds_from"] = how
+    vals["reps_min"] = fint(summary["n"].min())
+    vals["failed_total"] = fint(summary.drop_duplicates(["design_id", "method"])["n_failed"].sum())
+    c.put("exog", inputs, script, vals)
+    c.table("exog_designs", ["design", "setting", "estimand", "recommended"], design_rows, inputs, script)
+    c.table(
+        "exog_check",
+        ["design", "recommended method", "truth", "bias (MCSE)", f"|bias| < {vals['bias_max']}",
+         "cover 90% (MCSE)", f"in [{vals['cov90_lo']}, {vals['cov90_hi']}]", "verdict"],  # fmt: skip
+        check_rows,
+        inputs,
+        script,
+    )
+    for t in ("ai_share", "L1.cr_velocity"):
+        rows = []
+        for _, r in summary[summary["term"] == t].iterrows():
+            label = METHOD_NAMES.get(r["method"], r["method"])
+            if t == term and r["method"] == crit["recommended"][r["dname"]]:
+                label += " (recommended)"
+            rows.append(
+                [
+                    r["dname"],
+                    label,
+                    fx(r["truth"], 2),
+                    fx(r["mean"], 3),
+                    f"{fx(r['bias'], 4)} ({fx(r['bias_mcse'], 4)})",
+                    f"{fx(r['rmse'], 4)} ({fx(r['rmse_mcse'], 4)})",
+                    f"{fx(r['coverage90'], 3)} ({fx(r['coverage90_mcse'], 3)})",
+                ]
+            )
+        c.table(f"exog_{t.replace('.', '_')}", EXOG_COLUMNS, rows, [summ], script)
+    return crit
+
+
+def exog_summary(summ: Path, grid_toml: Path, crit: dict) -> pd.DataFrame:
+    """The exogeneity summary with ``dname`` (feedback, selection, ...), in the grid's design and method order."""
+    from causalcts.evaluation.montecarlo import load_grid
+
+    g = load_grid(grid_toml)
+    names = _design_names(g.designs, crit["knobs"])
+    summary = pd.read_parquet(summ)
+    by_id = dict(zip(_design_ids(summary, g.designs), names, strict=True))
+    summary = summary.assign(dname=summary["design_id"].map(by_id))
+    d_order = {n: i for i, n in enumerate(names)}
+    m_order = {m: i for i, m in enumerate(g.methods)}
+    summary = summary.assign(_d=summary["dname"].map(d_order), _m=summary["method"].map(m_order))
+    return summary.sort_values(["_d", "_m", "term"], kind="stable").drop(columns=["_d", "_m"])
+
+
+def _design_ids(summary: pd.DataFrame, designs: list[dict]) -> list[str]:
+    """The summary's design_id of each grid design, in the grid's order (matched on the design's knobs)."""
+    ids = []
+    for d in designs:
+        m = pd.Series(True, index=summary.index)
+        for k, v in d.items():
+            if k in summary:
+                m &= summary[k].astype(float).fillna(0) == float(v)
+        for k in summary.columns.intersection(["feedback", "selection", "effect_sd", "mediation"]):
+            if k not in d:
+                m &= summary[k].astype(float).fillna(0) == 0
+        found = summary.loc[m, "design_id"].unique()
+        if len(found) != 1:
+            raise ValueError(f"design {d} matches {len(found)} designs of the summary")
+        ids.append(found[0])
+    return ids
+
+
 STEPS: dict[str, Callable] = {
+    "exogeneity": exogeneity,
     "speed": speed,
     "sbc": sbc,
     "headline": headline,
