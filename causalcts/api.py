@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from causalcts import registry
+from causalcts import metrics, registry
 from causalcts.data.formula import formula_spec
 from causalcts.data.panel import Panel
 from causalcts.errors import DataFileError, MissingColumnError, SpecificationError
@@ -48,6 +48,24 @@ def _drop_missing(data, entity: str, time: str, columns: list[str], categorical=
     return Panel(data[wanted], entity=entity, time=time, columns=columns, dropna=True)
 
 
+def _derive_hint(err: MissingColumnError, formula: str, data, m, given) -> MissingColumnError:
+    """``err`` with a pointer to :func:`causalcts.metrics.derive` when the missing columns are derivable metrics."""
+    try:
+        wanted = [*m.columns(formula, given), *formula_spec(formula).categorical]
+        frame = _read(data)
+        columns = set(frame.data.columns if isinstance(frame, Panel) else frame.columns)
+    except Exception:  # the hint is a courtesy: never hide the original error behind another
+        return err
+    names = [c for c in dict.fromkeys(wanted) if c in metrics.DERIVED and c not in columns]
+    if not names:
+        return err
+    one = len(names) == 1
+    return type(err)(
+        f"{err} {', '.join(repr(n) for n in names)} {'is a metric' if one else 'are metrics'} computed from raw "
+        f"telemetry counts: derive {'it' if one else 'them'} with causalcts.metrics.derive(df, {names!r})."
+    )
+
+
 def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, dropna=False, **options):
     """Estimate a dynamic panel model with any registered method (table below; ``causalcts.registry``).
 
@@ -77,9 +95,13 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
         )
     m = registry.get(method)
     given = registry.check_options(method, options)
-    if dropna:
-        data = _drop_missing(data, entity, time, m.columns(formula, given), formula_spec(formula).categorical)
-    res = m.fit(formula, data, entity=entity, time=time, time_effects=time_effects, **given)
+    try:
+        used = data
+        if dropna:
+            used = _drop_missing(data, entity, time, m.columns(formula, given), formula_spec(formula).categorical)
+        res = m.fit(formula, used, entity=entity, time=time, time_effects=time_effects, **given)
+    except MissingColumnError as err:
+        raise _derive_hint(err, formula, data, m, given) from None
     spec = getattr(res, "spec", None)
     if spec and dataclasses.is_dataclass(res) and "spec" in {f.name for f in dataclasses.fields(res)}:
         res = dataclasses.replace(res, spec={**dict(spec), "dropna": bool(dropna)})

@@ -24,6 +24,12 @@ Start with `causalcts demo`: it simulates teams with a known AI-adoption effect,
 five methods, prints each estimate next to the truth and writes figures to a folder."""
 
 
+#: Defaults of `causalcts fit` where they differ from Python's: applied only when the method takes the option.
+_FIT_DEFAULTS = {"seed": 1, "collapse": True, "max_lag": 4}
+#: `causalcts fit` flag -> the fit() option it sets.
+_FIT_FLAGS = {"seed": "--seed", "collapse": "--collapse/--no-collapse", "steps": "--steps", "gmm": "--max-lag"}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="causalcts", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,26 +89,32 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="estimate a dynamic panel model on a CSV or Parquet file")
     f.add_argument("data", help="CSV or Parquet file, one row per team and week")
     f.add_argument("formula", help="e.g. 'cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate'")
-    f.add_argument("--entity", default="team")
-    f.add_argument("--time", default="week")
+    f.add_argument("--entity", default="team", help="column naming the team (default: %(default)s)")
+    f.add_argument("--time", default="week", help="column naming the week or date (default: %(default)s)")
     f.add_argument("--method", default="diff-gmm", choices=_method_names(), help="(default: %(default)s)")
-    f.add_argument("--seed", type=int, default=1, help="seed of the Bayesian sampler (method bayes)")
+    # the method options default to None: only what the user sets is passed, so an option the method does not take
+    # is an error (as in Python), and the CLI's own defaults (_FIT_DEFAULTS) apply only to the methods that take them
+    f.add_argument(
+        "--seed", type=int, default=None, help=f"bayes: seed of the sampler (default: {_FIT_DEFAULTS['seed']})"
+    )
     f.add_argument("--no-time-effects", action="store_true", help="drop the week effects")
     f.add_argument(
         "--collapse",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="diff-gmm, sys-gmm: one instrument column per lag (default: collapsed; --no-collapse for xtabond2's "
         "default, which is slow on long panels)",
     )
     f.add_argument(
         "--max-lag",
         type=int,
-        default=4,
-        help="diff-gmm, sys-gmm: last lag of the outcome used as an instrument, from lag 2 (default: %(default)s; "
-        "-1 for every available lag)",
+        default=None,
+        help=f"diff-gmm, sys-gmm: last lag of the outcome used as an instrument, from lag 2 (default: "
+        f"{_FIT_DEFAULTS['max_lag']}; -1 for every available lag)",
     )
-    f.add_argument("--steps", type=int, choices=[1, 2], default=1, help="diff-gmm, sys-gmm: one- or two-step")
+    f.add_argument(
+        "--steps", type=int, choices=[1, 2], default=None, help="diff-gmm, sys-gmm: one- or two-step (default: 1)"
+    )
     f.add_argument("--json", default=None, help="also save the results as JSON to this path")
     return p
 
@@ -149,19 +161,33 @@ def _fit(args) -> None:
     from causalcts import metrics, registry
     from causalcts.api import fit
     from causalcts.data.formula import parse_formula
-    from causalcts.errors import DataFileError
+    from causalcts.errors import DataFileError, SpecificationError
 
     dep, _ = parse_formula(args.formula)
     method = registry.get(args.method)
     if args.max_lag is not None and args.max_lag != -1 and args.max_lag < 2:
         raise CausalCTSError(f"--max-lag must be 2 or more (or -1 for every lag), not {args.max_lag}.")
-    wanted = {
-        "seed": args.seed,
-        "collapse": args.collapse,
-        "steps": args.steps,
-        "gmm": {dep: (2, None if args.max_lag == -1 else args.max_lag)},
-    }
-    options = {k: v for k, v in wanted.items() if k in method.options}
+
+    def gmm(max_lag):
+        return {dep: (2, None if max_lag == -1 else max_lag)}
+
+    # what the user set goes to fit() as it is; an option the method does not take is an error naming the flag
+    given = {"seed": args.seed, "collapse": args.collapse, "steps": args.steps}
+    given["gmm"] = None if args.max_lag is None else gmm(args.max_lag)
+    given = {k: v for k, v in given.items() if v is not None}
+    bad = [k for k in given if k not in method.options]
+    if bad:
+        flags = [
+            f"{_FIT_FLAGS[k]} ({', '.join(m for m in registry.names() if k in registry.get(m).options)} only)"
+            for k in bad
+        ]
+        raise SpecificationError(
+            f"{' and '.join(flags)} {'does' if len(flags) == 1 else 'do'} not apply to --method {args.method}; "
+            f"leave {'it' if len(flags) == 1 else 'them'} out."
+        )
+    defaults = {"seed": _FIT_DEFAULTS["seed"], "collapse": _FIT_DEFAULTS["collapse"]}
+    defaults["gmm"] = gmm(_FIT_DEFAULTS["max_lag"])
+    options = {**{k: v for k, v in defaults.items() if k in method.options}, **given}
     path = Path(args.data)
     if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise DataFileError(f"Cannot read {path}: use a .csv or .parquet file.")

@@ -230,7 +230,7 @@ def _compute(
         absent = [c for c in needed if c not in frame.columns]
         if absent:
             kws = [f"{_RAW_KEYWORDS[r]}=" for r, c in columns.items() if c in absent]
-            hint = f"; if the data name it differently, say which column holds it with {', '.join(kws)}" if kws else ""
+            hint = f"; if the data call them differently, name the columns with {', '.join(kws)}" if kws else ""
             raise MissingColumnError(
                 f"The metric {name!r} ({DERIVED[name][2]}) needs the raw column(s) {needed}; {absent} "
                 f"{'is' if len(absent) == 1 else 'are'} not in the data{hint}. Columns are {list(frame.columns)}."

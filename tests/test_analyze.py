@@ -259,3 +259,83 @@ def test_several_experiments_get_subfolders_and_a_pooled_view(tmp_path):
     assert abs(shrunk[0] - shrunk[1]) < abs(own[0] - own[1])
     html = (out / "report.html").read_text()
     assert 'href="rollout_a/report.html"' in html and "Pooled view" in html
+
+
+# ------------------------------------------------------------------------------------------- savings: assumption
+def test_savings_state_their_basis_and_assumption(small):
+    """Bug 3: every savings number comes with the outcome it rests on and the assumption behind it."""
+    s = small.results["savings"]
+    # CTS-SW is per deployment (the default unit) and deploys_per_builder is an outcome: the savings use it
+    assert s["basis"] == "deploys_per_builder" == s["outcome"]
+    assert s["assumption"].startswith("Assumes developer cost did not change with adoption")
+    text = sv.describe(s)
+    assert "implied CTS-SW change" in text and "deploys_per_builder" in text and s["assumption"] in text
+    md = (small.out_dir / "report.md").read_text()
+    html = (small.out_dir / "report.html").read_text()
+    assert md.count("Assumes developer cost") >= 2  # the summary and the savings section
+    assert "Assumes developer cost" in html
+    # a velocity that is not counted in the CTS-SW unit is flagged as an untested assumption
+    assert "not tested" in sv.assumption("cr_velocity", "deployments")
+
+
+def test_direct_cts_estimate_is_set_beside_the_implied_change(tmp_path):
+    """Bug 3: with log_cts estimated, the savings show its CTS-SW change and warn when the implied one is outside."""
+    causalcts.simulate(60, 12, seed=3).data[RAW].to_csv(tmp_path / "rollout.csv", index=False)
+    spec = _spec(tmp_path, outcomes=["cr_velocity", "log_cts"], methods=["within"])
+    r, _ = analyze_experiment(spec)
+    s = r["savings"]
+    assert s["basis"] == "cr_velocity" and "not tested" in s["assumption"]  # no deployment outcome
+    d = s["direct"]
+    assert d["outcome"] == "log_cts" and d["lower"] <= d["estimate"] <= d["upper"]
+    assert d["verdict"] == ("pass" if d["lower"] <= s["cts_change"]["estimate"] <= d["upper"] else "warn")
+    assert "Direct estimate from the log_cts fit" in sv.describe(s)
+    # the direct change: exp(gamma * sum_k beta^k S_k / developer-weeks) - 1 at the log_cts fit's estimate
+    fit_ = causalcts.fit("log_cts ~ L(log_cts, 1) + ai_share + rollback_rate",
+                         causalcts.metrics.derive(pd.read_csv(tmp_path / "rollout.csv"), ["log_cts", "rollback_rate"]),
+                         entity="team", time="week", method="within", dropna=True)  # fmt: skip
+    assert d["estimate"] == pytest.approx(
+        sv.direct_cts_change(
+            sv.exposure_sums(causalcts.metrics.derive(pd.read_csv(tmp_path / "rollout.csv"), ["log_cts"]),
+                             entity="team", time="week", share="ai_share", outcome="log_cts",
+                             developers="developers"),
+            "log_cts", persistence=fit_.params["L1.log_cts"], effect=fit_.params["ai_share"],
+            persistence_draws=np.zeros(2), effect_draws=np.zeros(2),
+        )["estimate"], rel=1e-6)  # fmt: skip
+    # an implied change outside the direct interval is flagged
+    row = sv.compare({"estimate": -0.063}, {"estimate": 0.02, "lower": -0.01, "upper": 0.05}, "log_cts", "FE")
+    assert row["verdict"] == "warn" and "outside" in row["note"]
+    block = {**s, "cts_change": {"estimate": -0.063, "lower": -0.076, "upper": -0.05}, "direct": row}
+    assert "WARNING" in sv.describe(block)
+
+
+def test_honest_did_wording_and_target_match_the_event_study_row(monkeypatch):
+    """Bug 4: M = 0 under smoothness is not exact parallel trends; the table and the note name one target."""
+    from causalcts.workflows import checks
+
+    real = checks.honest_did
+
+    def zero_breakdown(**kw):
+        hd = real(**kw)
+        hd.attrs["breakdown"] = 0.0
+        return hd
+
+    monkeypatch.setattr(checks, "honest_did", zero_breakdown)
+    frame = causalcts.simulate(60, 16, seed=2).data
+    out = checks.rollout_design_checks(frame, outcome="cr_velocity", share="ai_share", entity="team", time="week",
+                                       cluster="team", threshold=0.5, window=(4, 4), level=0.95, seed=1)  # fmt: skip
+    row = next(r for r in out["rows"] if r["name"].startswith("HonestDiD"))
+    assert "parallel trends (M = 0)" not in row["note"]
+    assert "not significant once linear differential trends are allowed (smoothness, M = 0)" in row["note"]
+    es_row = next(e for e in out["estimates"] if e["method"].startswith("event study"))
+    assert es_row["term"] == "mean of e0..e3"
+    assert row["note"].startswith(es_row["term"] + ":")
+
+
+def test_bayesian_defaults_are_the_converging_ones():
+    """Bug 13: the workflow's Bayesian defaults (4 chains x 1000 draws) give R-hat and ESS that pass."""
+    from causalcts.workflows.spec import SCHEMA
+
+    assert (SCHEMA["bayes_chains"].default, SCHEMA["bayes_draws"].default) == (4, 1000)
+    spec = parse_spec({"name": "A", "data": "a.csv", "entity": "team", "time": "week", "treatment": "ai_share",
+                       "outcomes": ["cr_velocity"]})[0]  # fmt: skip
+    assert (spec.bayes_chains, spec.bayes_draws, spec.bayes_tune) == (4, 1000, 1000)

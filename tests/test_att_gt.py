@@ -250,6 +250,57 @@ def test_bad_options_name_the_option():
         att_gt(MPDTA, **KEYS, covariates=["lpopx"])
 
 
+def _dated_mpdta(text=False):
+    """mpdta with years as dates (1 January) and first.treat as dates, NaT for never treated."""
+    to_date = lambda v: pd.Timestamp(f"{int(v)}-01-01") if v > 0 else pd.NaT  # noqa: E731
+    df = MPDTA.assign(year=MPDTA["year"].map(to_date), **{"first.treat": MPDTA["first.treat"].map(to_date)})
+    if text:
+        df["year"] = df["year"].dt.strftime("%Y-%m-%d").astype(object)
+        df["first.treat"] = df["first.treat"].dt.strftime("%Y-%m-%d").astype(object)
+    return df
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["datetime", "iso-text"])
+def test_date_time_and_cohorts_equal_integer_periods(text):
+    """Dates (or ISO text from a CSV) map to periods 1, 2, ... through Panel (regression test: NonNumericError)."""
+    df = _dated_mpdta(text)
+    before = df.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = att_gt(df, **KEYS)
+    pd.testing.assert_frame_equal(df, before)
+    ref = att_gt(MPDTA, **KEYS)
+    np.testing.assert_allclose(res.params.to_numpy(), ref.params.to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(res.std_errors.to_numpy(), ref.std_errors.to_numpy(), rtol=1e-12)
+    assert res.params.index[0] == "ATT(2,2)" and ref.params.index[0] == "ATT(2004,2004)"
+    assert res.info["periods"] == (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert res.info["period_dates"] == ("2003-01-01", "2004-01-01", "2005-01-01", "2006-01-01", "2007-01-01")
+    assert res.aggregate("dynamic").estimate == pytest.approx(ref.aggregate("dynamic").estimate, rel=1e-12)
+
+
+def test_date_cohorts_with_zero_for_never_and_onset_cohort_output():
+    df = _dated_mpdta()
+    ref = att_gt(MPDTA, **KEYS)
+    zero = df.assign(**{"first.treat": df["first.treat"].astype(object).where(df["first.treat"].notna(), 0)})
+    np.testing.assert_allclose(att_gt(zero, **KEYS).params.to_numpy(), ref.params.to_numpy(), rtol=1e-12)
+    # onset_cohort's date cohorts (NaT for never treated) go straight in
+    df["share"] = (df["year"] >= df["first.treat"]).astype(float)
+    coh = onset_cohort(df, entity="countyreal", time="year", share="share")
+    merged = df.merge(coh, left_on="countyreal", right_index=True)
+    res = att_gt(merged, **{**KEYS, "cohort": "cohort"})
+    np.testing.assert_allclose(res.params.to_numpy(), ref.params.to_numpy(), rtol=1e-12)
+
+
+def test_cohorts_in_other_units_than_the_time_column_are_refused():
+    df = _dated_mpdta()
+    with pytest.raises(CausalCTSError, match=r"'first.treat' must hold onset dates.*\[2004, 2006, 2007\].*to_datetime"):
+        att_gt(df.assign(**{"first.treat": MPDTA["first.treat"]}), **KEYS)
+    with pytest.raises(CausalCTSError, match="'first.treat' must hold onset dates.*'soon'"):
+        att_gt(df.assign(**{"first.treat": df["first.treat"].astype(object).where(df.index > 0, "soon")}), **KEYS)
+    with pytest.raises(CausalCTSError, match="'first.treat' holds dates, but the time column 'year' holds numbers"):
+        att_gt(MPDTA.assign(**{"first.treat": df["first.treat"]}), **KEYS)
+
+
 # ------------------------------------------------------------------------------------- cohorts
 def test_onset_cohort_recovers_mpdta_cohorts():
     df = MPDTA.copy()

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from causalcts.cli import main
 
@@ -111,3 +112,32 @@ def test_bad_inputs_exit_2_with_one_sentence(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("causalcts: error: ") and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_fit_refuses_options_the_method_does_not_take(tmp_path, capsys):
+    """`--method within --steps 2` was accepted and ignored; Python's fit refuses steps for within, so must the CLI."""
+    out = tmp_path / "p.csv"
+    main(["simulate", "--teams", "20", "--weeks", "8", "--seed", "1", "-o", str(out)])
+    capsys.readouterr()
+    f = "cr_velocity ~ L(cr_velocity, 1) + ai_share"
+    for extra, flags in (
+        (["--method", "within", "--steps", "2"], ["--steps"]),
+        (["--method", "within", "--max-lag", "3"], ["--max-lag"]),
+        (["--method", "pooled", "--no-collapse", "--seed", "3"], ["--collapse/--no-collapse", "--seed"]),
+        (["--method", "bayes", "--steps", "1"], ["--steps"]),
+    ):
+        assert main(["fit", str(out), f, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("causalcts: error: ") and len(err.splitlines()) == 1, err
+        assert "not apply to --method " + extra[1] in err and all(flag in err for flag in flags), err
+    # the CLI's own defaults (collapsed, lags 2..4, seed 1) still apply to the methods that take them, silently
+    assert main(["fit", str(out), f, "--method", "within"]) == 0
+    assert main(["fit", str(out), f, "--method", "diff-gmm", "--steps", "2", "--no-collapse", "--max-lag", "3"]) == 0
+
+
+def test_fit_help_shows_entity_and_time_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--entity ENTITY column naming the team (default: team)" in text
+    assert "--time TIME column naming the week or date (default: week)" in text

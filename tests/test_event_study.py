@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalcts.did import event_study
+from causalcts.did import event_study, onset_cohort
 from causalcts.errors import (
     CohortNotConstantError,
     CollinearityError,
     DataWarning,
     NoControlGroupError,
+    NonNumericError,
     NoTreatmentVariationError,
     SpecificationError,
     TooFewClustersError,
@@ -220,6 +221,81 @@ def test_monthly_dates_lag_by_calendar_month():
     pd.testing.assert_series_equal(a.params, b.params, rtol=1e-12)
     sa = event_study(dated, outcome="y", entity="team", time="week", onset="onset", method="sun-abraham")
     assert any(k.startswith("2024-03-01:") for k in sa.info["cohort_effects"])
+
+
+def _dated(df):
+    start = pd.Timestamp("2024-01-01")
+    return df.assign(
+        week=start + pd.to_timedelta(7 * df["week"], unit="D"),
+        onset=start + pd.to_timedelta(7 * df["onset"], unit="D"),  # NaT: never treated
+    )
+
+
+def test_iso_date_strings_from_a_csv_give_the_same_fit(tmp_path):
+    """Dates read from a CSV are ISO text (object dtype): parsed as Panel parses them (regression test)."""
+    df = _small_rollout(G=12)
+    dated = _dated(df)
+    dated.to_csv(tmp_path / "rollout.csv", index=False)
+    text = pd.read_csv(tmp_path / "rollout.csv")
+    assert not pd.api.types.is_datetime64_any_dtype(text["week"]) and isinstance(text["onset"].dropna()[0], str)
+    before = text.copy()
+    a = event_study(df, outcome="y", entity="team", time="week", onset="onset")
+    b = event_study(text, outcome="y", entity="team", time="week", onset="onset")
+    pd.testing.assert_frame_equal(text, before)  # the caller's data is untouched
+    pd.testing.assert_series_equal(a.params, b.params, rtol=1e-12)
+    pd.testing.assert_series_equal(a.std_errors, b.std_errors, rtol=1e-12)
+    o = event_study(text.astype({"week": object, "onset": object}), outcome="y", entity="team", time="week",
+                    onset="onset")  # fmt: skip
+    pd.testing.assert_series_equal(a.params, o.params, rtol=1e-12)
+    # text time with datetime onsets, and datetime time with text onsets, mix freely
+    c = event_study(text.assign(onset=dated["onset"]), outcome="y", entity="team", time="week", onset="onset")
+    pd.testing.assert_series_equal(a.params, c.params, rtol=1e-12)
+    sa = event_study(text, outcome="y", entity="team", time="week", onset="onset", method="sun-abraham")
+    assert any(k.startswith("2024-01-15:") for k in sa.info["cohort_effects"])
+
+
+def test_date_strings_that_do_not_parse_name_the_column():
+    text = _dated(_small_rollout(G=12)).astype({"week": str})
+    text["onset"] = text["onset"].dt.strftime("%Y-%m-%d")
+    with pytest.raises(NonNumericError, match="Time column 'week'.*'junk'"):
+        event_study(text.assign(week=text["week"].where(text.index != 3, "junk")),
+                    outcome="y", entity="team", time="week", onset="onset")  # fmt: skip
+    with pytest.raises(TreatmentError, match="onset column 'onset' must hold dates.*'soon'"):
+        event_study(text.assign(onset=text["onset"].fillna("soon")), outcome="y", entity="team", time="week",
+                    onset="onset")  # fmt: skip
+
+
+def test_date_cohorts_of_onset_cohort_and_a_zero_never_code():
+    """onset_cohort's date cohorts (NaT: never) pass as they are; 0 as never-treated in a date panel gets a hint
+    at never=0 instead of being read as 1970-01-01 (regression test)."""
+    df = _small_rollout(G=12)
+    dated = _dated(df)
+    a = event_study(dated, outcome="y", entity="team", time="week", onset="onset")
+    dated["share"] = (dated["week"] >= dated["onset"]).astype(float)
+    coh = onset_cohort(dated, entity="team", time="week", share="share")
+    assert coh.dtype == "datetime64[ns]" and coh.isna().sum() == 6
+    with_cohort = dated.merge(coh, left_on="team", right_index=True)
+    b = event_study(with_cohort, outcome="y", entity="team", time="week", onset="cohort")
+    pd.testing.assert_series_equal(a.params, b.params, rtol=1e-12)
+    zero = with_cohort.assign(cohort=with_cohort["cohort"].astype(object).where(with_cohort["cohort"].notna(), 0))
+    with pytest.raises(TreatmentError, match=r"hold the number\(s\) \[0\].*never=0"):
+        event_study(zero, outcome="y", entity="team", time="week", onset="cohort")
+    c = event_study(zero, outcome="y", entity="team", time="week", onset="cohort", never=0)
+    pd.testing.assert_series_equal(a.params, c.params, rtol=1e-12)
+
+
+def test_zero_onsets_before_the_data_hint_at_never():
+    """Integer periods from 1: an undeclared never-treated code 0 drops those teams as always treated; the
+    warning says so and suggests never=0. Onsets between periods outside the data get the hint too."""
+    df = _small_rollout(G=12).assign(week=lambda d: d["week"] + 1, onset=lambda d: (d["onset"] + 1).fillna(0))
+    with pytest.warns(DataWarning, match="treated from their first observed period.*never=0"):
+        event_study(df, outcome="y", entity="team", time="week", onset="onset", leads=1, lags=1)
+    with pytest.raises(TreatmentError, match=r"whole periods.*\[-0.5\].*never=0"):
+        event_study(df.assign(onset=df["onset"].replace(0, -0.5)), outcome="y", entity="team", time="week",
+                    onset="onset")  # fmt: skip
+    with pytest.raises(TreatmentError, match=r"whole periods.*\[3.5\]\.$"):
+        event_study(df.assign(onset=df["onset"].replace(3, 3.5)), outcome="y", entity="team", time="week",
+                    onset="onset", never=0)  # fmt: skip
 
 
 def test_always_treated_teams_are_dropped_with_a_warning():

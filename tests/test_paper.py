@@ -53,6 +53,9 @@ def test_every_number_the_manuscript_asks_for_is_filled(quick):
     assert len(keys) > 100
     # keys of sections switched off by a flag may be absent; every other one must be there
     optional = ("study_paper.", "example.sav.", "example.truth.")
+    if not doc["flags"].get("exog_run"):  # the exogeneity results switch their paragraph off when absent
+        optional += tuple(f"exog.{d}." for d in ("feedback", "selection", "heterogeneity", "mediator")) + (
+            "exog.n_met", "exog.neg_", "exog.cpu_", "exog.fits")  # fmt: skip
     missing = [k for k in keys if k not in doc["values"] and not k.startswith(optional)]
     assert missing == []
     figs = set(re.findall(r'#fig\("([^"]+)"', text))
@@ -99,3 +102,52 @@ def test_a_template_placeholder_without_a_number_fails(tmp_path):
     (tmp_path / "t.in").write_text("x {{a.b}}\n")
     b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
     assert (tmp_path / "t.md").read_text() == "x 1\n"
+
+
+def test_the_exogeneity_study_is_in_the_quick_paper_when_its_summary_exists(quick):
+    """--quick reads the committed exogeneity summary (as it does the headline grid's) and judges its criteria."""
+    summary = ROOT / "benchmarks" / "results" / "exogeneity" / "summary.parquet"
+    doc = json.loads((quick / "generated" / "numbers.json").read_text())
+    assert doc["flags"]["exog_run"] == summary.exists()
+    assert "exog_designs" in doc["tables"]
+    if not summary.exists():
+        return
+    check = doc["tables"]["exog_check"]
+    assert [r[0] for r in check["rows"]] == ["feedback", "selection", "heterogeneity", "mediator"]
+    assert all(r[-1] in ("meets", "fails") for r in check["rows"])
+    assert doc["values"]["exog.n_met"] == str(sum(r[-1] == "meets" for r in check["rows"]))
+    assert len(doc["tables"]["exog_ai_share"]["rows"]) == 24
+    assert {"exog_ai_share", "exog_L1_cr_velocity"} <= set(doc["figures"])
+    assert "| design | recommended method |" in (quick / "benchmarks-README.md").read_text()
+    rep = (quick / "REPRODUCE.md").read_text()
+    assert "causalcts bench recovery --grid exogeneity" in rep and "| 20261209 |" in rep
+
+
+def test_criteria_that_disagree_with_the_grid_file_stop_the_build(tmp_path):
+    sys.path.insert(0, str(ROOT / "paper" / "scripts"))
+    import paper_numbers as pn
+
+    grid = ROOT / "causalcts" / "evaluation" / "grids" / "exogeneity.toml"
+    crit = (ROOT / "paper" / "criteria.toml").read_text()
+    c = pn.Collected()
+    pn.exogeneity(c, None, grid, ROOT / "paper" / "criteria.toml")  # no results: the designs only
+    assert c.flags["exog_run"] is False and c.values["exog.seed"] == "20261209"
+    assert c.values["exog.mediator.total_effect"] == "\u22120.15"
+    bad = tmp_path / "criteria.toml"
+    bad.write_text(crit.replace('feedback = "ml-pre"', 'feedback = "bias-corrected"'))
+    with pytest.raises(ValueError, match="feedback: recommended method"):
+        pn.exogeneity(pn.Collected(), None, grid, bad)
+    bad.write_text(crit.replace("bias_abs_max = 0.01", "bias_abs_max = 0.02"))
+    with pytest.raises(ValueError, match="are not the grid's"):
+        pn.exogeneity(pn.Collected(), None, grid, bad)
+
+
+def test_template_blocks_follow_their_flag(tmp_path):
+    import argparse
+
+    b = paper_build.Build(argparse.Namespace(quick=True, out=str(tmp_path), rerun=False, example="steady"))
+    (tmp_path / "t.in").write_text("a {{#if on}}yes {{x.y}}{{else}}no{{/if}} b\n")
+    for on, want in ((True, "a yes 1 b\n"), (False, "a no b\n")):
+        c = type("C", (), {"values": {"x.y": "1"}, "tables": {}, "flags": {"on": on}})()
+        b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
+        assert (tmp_path / "t.md").read_text() == want

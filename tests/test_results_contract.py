@@ -13,9 +13,9 @@ The method list comes from ``causalcts.registry`` when that module exists (else 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
-import copy
 import json
 import pickle
 import warnings
@@ -434,7 +434,17 @@ def test_bad_files_raise_clear_errors(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    [{"a": 1}, [1, 2], "text", 3, None, {"params": {"x": 0.5}}, {"format": "causalcts-results/2", "params": {}}],
+    [
+        {"a": 1},
+        [1, 2],
+        "text",
+        3,
+        None,
+        {"params": {"x": 0.5}},
+        {"format": "causalcts-results/2", "params": {}},
+        {"format": "other/1"},
+        {"format": "causalcts-results/2", "class": ["x"]},
+    ],
 )
 def test_valid_json_that_is_not_a_results_file_is_a_clear_error(tmp_path, content):
     junk = tmp_path / "junk.json"
@@ -473,3 +483,22 @@ def test_round_trip_keeps_dates_strings_nan_and_generators(tmp_path):
     assert back.info["lags"] == (2, None) and back.info[3] == "int key" and back.info["nested"]["a"][1] == (2, 3)
     assert back.spec["seed"].normal() == res.spec["seed"].normal()  # same generator state
     assert np.isnan(back.tests["ar2"]["statistic"]) and back.tests["ar2"]["pvalue"] == np.inf
+
+
+@pytest.mark.parametrize("dropna", [False, True])
+def test_fit_on_raw_telemetry_points_to_derive(sim, dropna):
+    """A metric the data lacks but metrics.derive computes: the error keeps its message and says how to derive it."""
+    from causalcts.errors import MissingColumnError
+
+    raw = sim.data.drop(columns=["cr_velocity"])
+    before = raw.copy()
+    with pytest.raises(MissingColumnError) as info:
+        causalcts.fit(F, raw, method="within", dropna=dropna)
+    msg = str(info.value)
+    assert "not in the data" in msg and "'cr_velocity'" in msg
+    assert "derive it with causalcts.metrics.derive(df, ['cr_velocity'])" in msg
+    pd.testing.assert_frame_equal(raw, before)
+    # a plain typo is not a metric: no hint
+    with pytest.raises(MissingColumnError) as info:
+        causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_shar", sim.data, method="within", dropna=dropna)
+    assert "derive" not in str(info.value)

@@ -282,6 +282,42 @@ def test_truth_is_read_only_all_the_way_down():
     json.dumps(t.to_dict())
 
 
+def test_simulation_and_truth_survive_pickle_and_deepcopy():
+    """joblib and multiprocessing pickle simulations: the copy is equal and as read-only as the original."""
+    import copy
+    import dataclasses
+    import pickle
+    from types import MappingProxyType
+
+    sim = simulate(10, 5, seed=1, effect_sd=0.05)
+
+    def check(truth):
+        assert truth is not sim.truth
+        assert truth.to_dict() == sim.truth.to_dict()
+        pd.testing.assert_frame_equal(truth.teams, sim.truth.teams, check_exact=True)
+        for f in dataclasses.fields(truth):
+            assert type(getattr(truth, f.name)) is type(getattr(sim.truth, f.name)), f.name
+        assert isinstance(truth.persistence, MappingProxyType)
+        with pytest.raises(TypeError):
+            truth.persistence["cr_velocity"] = 0.9
+        with pytest.raises(TypeError):
+            truth.cts_team_sd["intercept"] = 0.0
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            truth.effect = {}
+        teams = truth.teams
+        teams.iloc[0, 0] = -1
+        assert truth.teams.iloc[0, 0] != -1
+
+    for copied in (pickle.loads(pickle.dumps(sim.truth)), copy.deepcopy(sim.truth)):
+        check(copied)
+    for copied in (pickle.loads(pickle.dumps(sim)), copy.deepcopy(sim)):
+        pd.testing.assert_frame_equal(copied.data, sim.data, check_exact=True)
+        assert copied.design == sim.design and copied.seed == sim.seed
+        check(copied.truth)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            copied.truth = sim.truth
+
+
 def test_seeds_reproduce_runs():
     a, b = simulate(20, 6, seed=5), simulate(20, 6, seed=5)
     pd.testing.assert_frame_equal(a.data, b.data, check_exact=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,7 +58,8 @@ def test_good_spec_loads_with_documented_defaults(tmp_path, raw):
     assert spec.outcomes == ("cr_velocity", "deploys_per_builder")
     for key in ("window", "onset_threshold", "seed", "bayes_draws", "level", "cluster"):
         assert getattr(spec, key) == SCHEMA[key].default
-    assert spec.cluster_column == "team" and spec.savings_from == "cr_velocity"
+    # the savings come from the velocity in the unit CTS-SW is per (deployments by default), not the first outcome
+    assert spec.cluster_column == "team" and spec.savings_from == "deploys_per_builder"
     assert spec.data_path == str(tmp_path / "rollout.csv")  # relative to the spec file, not the working folder
 
 
@@ -215,3 +217,37 @@ def test_errors_are_causalcts_errors():
 def test_parse_spec_rejects_a_non_table():
     with pytest.raises(SpecificationError, match="table of keys"):
         parse_spec(["name"])
+
+
+def test_savings_outcome_follows_the_cts_unit(tmp_path, raw):
+    path = _write(tmp_path, GOOD, raw)
+    assert load_spec(path)[0].savings_from == "deploys_per_builder"
+    assert load_spec(_write(tmp_path, _replace(GOOD, "cts_unit", '"crs_merged"')))[0].savings_from == "cr_velocity"
+    only_crs = _replace(GOOD, "outcomes", '["cr_velocity"]')
+    assert load_spec(_write(tmp_path, only_crs))[0].savings_from == "cr_velocity"  # no deployment outcome
+    chosen = _replace(GOOD, "savings_outcome", '"cr_velocity"')
+    assert load_spec(_write(tmp_path, chosen))[0].savings_from == "cr_velocity"  # an explicit choice wins
+
+
+def test_cost_column_key_reads_another_cost_column(tmp_path, raw):
+    """A cost column called ``developer_cost`` is usable: the spec names it with ``cost_column``."""
+    mine = raw.rename(columns={"dev_cost": "developer_cost", "deployments": "deploys"})
+    text = _replace(GOOD, "outcomes", '["cr_velocity", "log_cts"]')
+    text = _replace(text, "controls", "[]")
+    with pytest.raises(MissingColumnError, match=r"'log_cts'.*\['dev_cost', 'deploys'\].*'cost_column'"):
+        load_data(load_spec(_write(tmp_path, _replace(text, "deployments_column", '"deploys"'), mine))[0])
+    text = _replace(_replace(text, "cost_column", '"developer_cost"'), "deployments_column", '"deploys"')
+    data = load_data(load_spec(_write(tmp_path, text, mine))[0])
+    assert data.derived["log_cts"] == ("developer_cost", "deploys")
+    expected = np.log(mine["developer_cost"] / mine["deploys"].where(mine["deploys"] > 0))
+    got = data.frame.set_index(["team", "week"])["log_cts"].to_numpy()
+    np.testing.assert_allclose(np.sort(got[np.isfinite(got)]), np.sort(expected[np.isfinite(expected)]))
+    assert "developer_cost" in data.frame.columns  # kept for the money saved
+
+
+def test_schema_table_lists_the_raw_columns():
+    text = schema_table()
+    for col in ("developers", "crs_merged", "deployments", "rollbacks", "interventions", "pages",
+                "oncall_builders", "dev_cost"):  # fmt: skip
+        assert f"| {col} |" in text
+    assert "| cost_column | a string | no | 'dev_cost' |" in text

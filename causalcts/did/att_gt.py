@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, special, stats
 
+from causalcts.data.panel import Panel, _as_dates
 from causalcts.errors import (
     CausalCTSError,
     CohortNotConstantError,
@@ -70,6 +71,7 @@ class _Design:
     periods: np.ndarray  # T sorted periods
     groups: np.ndarray  # treated cohorts that get ATT(g,t)
     entities: pd.Index
+    period_dates: tuple[str, ...] | None = None  # date of each period when the time column holds dates
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
@@ -99,14 +101,24 @@ def _prepare(data, outcome, entity, time, cohort, covariates, control, anticipat
         raise CausalCTSError(
             f"The entity column {entity!r} is missing in {describe_rows(frame.index[frame[entity].isna()])}."
         )
-    tvals = _numeric(frame, time)
-    if tvals.isna().any() or (tvals != np.round(tvals)).any():
-        bad = tvals.isna() | (tvals != np.round(tvals))
-        raise NonNumericError(
-            f"Time column {time!r} must hold whole numbers; {describe_rows(frame.index[bad])} do not."
-        )
-    frame[time] = tvals
-    g = _numeric(frame, cohort)
+    dates = _as_dates(frame[time], time)  # datetimes or ISO 8601 text, parsed as Panel does; None for numbers
+    period_dates: tuple[str, ...] | None = None
+    if dates is not None:
+        frame[time], g, period_dates = _date_periods(frame, entity, time, cohort, dates)
+    else:
+        tvals = _numeric(frame, time)
+        if tvals.isna().any() or (tvals != np.round(tvals)).any():
+            bad = tvals.isna() | (tvals != np.round(tvals))
+            raise NonNumericError(
+                f"Time column {time!r} must hold whole numbers; {describe_rows(frame.index[bad])} do not."
+            )
+        frame[time] = tvals
+        if pd.api.types.is_datetime64_any_dtype(frame[cohort]):
+            raise NonNumericError(
+                f"Cohort column {cohort!r} holds dates, but the time column {time!r} holds numbers: give cohorts in "
+                "the same units as the time column (0 or NaN for never treated)."
+            )
+        g = _numeric(frame, cohort)
     if (g < 0).any():
         raise RangeError(
             f"Cohort column {cohort!r} must be 0 (never treated) or an onset period; "
@@ -198,7 +210,57 @@ def _prepare(data, outcome, entity, time, cohort, covariates, control, anticipat
     y = frame[outcome].to_numpy(dtype=float).reshape(n, T)
     cov = frame[list(covariates)].to_numpy(dtype=float).reshape(n, T, len(covariates))
     x = np.concatenate([np.ones((n, T, 1)), cov], axis=2)
-    return _Design(y, x, unit_g.to_numpy(dtype=float), periods, groups, entities)
+    if period_dates is not None:
+        dates_of = dict(enumerate(period_dates, start=1))
+        period_dates = tuple(dates_of[int(p)] for p in periods)
+    return _Design(y, x, unit_g.to_numpy(dtype=float), periods, groups, entities, period_dates)
+
+
+def _date_periods(
+    frame: pd.DataFrame, entity: str, time: str, cohort: str, dates: pd.Series
+) -> tuple[pd.Series, pd.Series, tuple[str, ...]]:
+    """Date times and cohorts as whole periods counted from 1 (the first date), so 0 stays "never treated".
+
+    The periods are those of :class:`causalcts.data.panel.Panel` (the calendar or step it infers); a cohort
+    date is the period that holds it, NaT, NaN or 0 mean never treated, and cohorts before the first period
+    become period 1 (treated from the start). Returns the periods, the cohorts and each period's date.
+    """
+    panel = Panel(frame[[entity, time]].assign(**{time: dates}), entity=entity, time=time, min_entities=1)
+    periods = pd.Series(panel.period_of(dates) + 1, index=frame.index, dtype=float)
+    raw = frame[cohort]
+    if pd.api.types.is_bool_dtype(raw):
+        raise NonNumericError(f"Cohort column {cohort!r} must hold onset dates like the time column {time!r}.")
+    never = raw.isna().to_numpy() | np.array(
+        [isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and (v == 0 or np.isinf(v)) for v in raw],
+        dtype=bool,
+    )
+    numbers = (
+        np.array([isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in raw], dtype=bool) & ~never
+    )
+    if numbers.any():
+        raise NonNumericError(
+            f"Cohort column {cohort!r} must hold onset dates like the time column {time!r} (NaT, NaN or 0 for never "
+            f"treated); {describe_rows(frame.index[numbers])} hold the number(s) "
+            f"{sorted(set(raw[numbers].tolist()))[:3]}. Convert them with pandas.to_datetime, or pass integer periods "
+            "in both columns."
+        )
+    present = raw.where(~never)
+    texts = all(isinstance(v, str) for v in present.dropna())
+    onset = pd.to_datetime(present, errors="coerce", **({"format": "ISO8601"} if texts else {}))
+    bad = onset.isna().to_numpy() & ~never
+    if bad.any():
+        raise NonNumericError(
+            f"Cohort column {cohort!r} must hold onset dates like the time column {time!r} (datetimes or ISO 8601 "
+            f"text such as '2025-01-06'; NaT, NaN or 0 for never treated); {describe_rows(frame.index[bad])} hold "
+            f"{list(pd.unique(raw[bad]))[:3]}."
+        )
+    g = np.zeros(len(frame))
+    if (~never).any():
+        g[~never] = np.maximum(panel.period_of(onset[~never]) + 1, 1)
+    first = pd.Series(periods.to_numpy(), index=dates.to_numpy()).groupby(level=0).first()
+    labels = {int(p): str(d.date()) if d == d.normalize() else str(d) for d, p in first.items()}
+    span = range(1, int(periods.max()) + 1)
+    return periods, pd.Series(g, index=frame.index), tuple(labels.get(p, "") for p in span)
 
 
 # ---------------------------------------------------------------------------------------- 2x2 DiD
@@ -750,6 +812,7 @@ def att_gt(
         spec=MappingProxyType(spec),
         info=MappingProxyType(
             {"periods": tuple(float(p) for p in design.periods), "cohorts": tuple(float(g) for g in design.groups)}
+            | ({} if design.period_dates is None else {"period_dates": design.period_dates})
         ),
         influence=psi,
         cells=cells,

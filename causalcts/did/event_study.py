@@ -81,6 +81,8 @@ def _where(frame: pd.DataFrame, mask: np.ndarray, entity: str, time: str, limit:
 
 
 def _plain(v):
+    if isinstance(v, pd.Timestamp) and v is not pd.NaT:
+        return str(v.date()) if v == v.normalize() else v.isoformat()
     return v.item() if isinstance(v, np.generic) else v
 
 

@@ -33,6 +33,51 @@ __all__ = ["EstimationResults", "compare", "load"]
 #: Version tag written into saved results; files without it are read as causalcts 0.1 JSON.
 FORMAT = "causalcts-results/2"
 _MAPPINGS = ("tests", "info", "spec")
+#: Keys every causalcts 0.1 results file has (files without the ``format`` tag).
+_LEGACY_KEYS = (
+    "params",
+    "std_errors",
+    "cov",
+    "nobs",
+    "n_entities",
+    "method",
+    "formula",
+    "cov_type",
+    "n_instruments",
+    "tests",
+    "dist",
+    "df_resid",
+    "outcome_lags",
+    "info",
+)
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def _not_results(d: Any) -> str | None:
+    """Why ``d`` (parsed JSON) is not a saved causalcts result, or None when it looks like one."""
+    if not isinstance(d, dict):
+        return f"it holds a JSON {_JSON_TYPES.get(type(d), 'null')}, not an object with 'format', 'params', ..."
+    if "format" not in d:
+        missing = [k for k in _LEGACY_KEYS if k not in d]
+        if len(missing) == len(_LEGACY_KEYS):
+            return "it has none of the keys a results file has ('format', 'class', 'params', 'cov', ...)"
+        return f"it has no 'format' tag and lacks the keys {missing}" if missing else None
+    tag = d["format"]
+    if not isinstance(tag, str) or not tag.startswith("causalcts-results/"):
+        return f"its 'format' is {tag!r}, not {FORMAT!r}"
+    name = d.get("class", "EstimationResults")
+    if not isinstance(name, str):
+        return f"its 'class' is {name!r}, not the name of a results class"
+    target = EstimationResults if name == "EstimationResults" else EstimationResults._classes.get(name)
+    if target is None:
+        return None  # from_dict names the unknown class
+    required = [
+        f.name
+        for f in dataclasses.fields(target)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in d]
+    return f"it lacks the keys {missing}" if missing else None
 
 
 def _unproxy(value: Any) -> Any:
@@ -293,6 +338,9 @@ class EstimationResults:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, directory: str | Path | None = None) -> EstimationResults:
         """Rebuild results from :meth:`to_dict` output (or a causalcts 0.1 dict); ``directory`` holds side files."""
+        reason = _not_results(d)
+        if reason is not None:
+            raise CausalCTSError(f"This is not a causalcts results dict: {reason}.")
         if "format" not in d:
             return cls._from_legacy(d)
         name = d.get("class", "EstimationResults")
@@ -348,7 +396,17 @@ class EstimationResults:
             raise CausalCTSError(f"No results file at {str(path)!r}.") from None
         except json.JSONDecodeError as err:
             raise CausalCTSError(f"{str(path)!r} is not a causalcts results JSON file: {err}.") from None
-        return cls.from_dict(d, directory=path.parent)
+        reason = _not_results(d)
+        if reason is not None:
+            raise CausalCTSError(
+                f"{str(path)!r} is not a causalcts results file (written by res.to_json): {reason}."
+            ) from None
+        try:
+            return cls.from_dict(d, directory=path.parent)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
+            raise CausalCTSError(
+                f"{str(path)!r} is not a causalcts results file, or a damaged one ({type(err).__name__}: {err})."
+            ) from None
 
     def equals(self, other: object) -> bool:
         """True when ``other`` is the same class and every field is equal (NaN equal to NaN, dtypes and index names

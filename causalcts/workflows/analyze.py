@@ -7,9 +7,9 @@ r"""The natural-experiment analysis: spec -> data audit -> fits -> diagnostics -
 2. fits, for each outcome, the dynamic panel :math:`y_{it} = \beta y_{i,t-1} + \gamma s_{it} + \delta' x_{it}
    + a_i + \lambda_t + e_{it}` with every method of the spec (default: the article's dynamic TWFE, i.e.
    ``within`` with ``L(y, 1)`` and week effects; ``bias-corrected`` FE; difference GMM with the share
-   predetermined, i.e. instrumented by its lags 1 and later; the Bayesian dynamic panel with modest draws;
-   ML-SEM with the share predetermined when there are at most 12 weeks, because its likelihood grows with the
-   number of weeks), each with its long-run effect :math:`\gamma / (1 - \beta)`;
+   predetermined, i.e. instrumented by its lags 1 and later; the Bayesian dynamic panel, 4 chains x 1000 draws
+   by default; ML-SEM with the share predetermined when there are at most 12 weeks, because its likelihood grows
+   with the number of weeks), each with its long-run effect :math:`\gamma / (1 - \beta)`;
 3. runs the diagnostics of :mod:`causalcts.workflows.checks` (exogeneity of the share, controls that respond to
    adoption, refitted without them, AR(2) and Hansen, TWFE negative weights, the event study of the onset at
    the threshold with its pre-trend test and HonestDiD breakdown value, Callaway and Sant'Anna's ATT);
@@ -429,15 +429,20 @@ def _savings(data: RolloutData, outcome: str, chosen, method: str, direct: Mappi
     if spec.developers not in f.columns:
         return sv.unavailable(f"the data have no {spec.developers!r} column (developers per team-week).")
     lag = f"L1.{outcome}"
-    common = {
-        "entity": spec.entity,
-        "time": spec.time,
-        "share": spec.treatment,
-        "developers": spec.developers,
-        "cost_per_developer_week": spec.cost_per_developer_week,
-        "cost_column": spec.cost_column,
-    }
-    inputs = sv.exposure_sums(f, outcome=outcome, **common)
+
+    def sums(y: str) -> sv.SavingsInputs:
+        return sv.exposure_sums(
+            f,
+            entity=spec.entity,
+            time=spec.time,
+            share=spec.treatment,
+            outcome=y,
+            developers=spec.developers,
+            cost_per_developer_week=spec.cost_per_developer_week,
+            cost_column=spec.cost_column,
+        )
+
+    inputs = sums(outcome)
     b, g, how = sv.parameter_draws(chosen, lag, spec.treatment, n=spec.savings_draws, seed=spec.seed)
     bayesian = registry.get(method).family == "bayes"
     out = sv.savings(
@@ -467,7 +472,7 @@ def _savings(data: RolloutData, outcome: str, chosen, method: str, direct: Mappi
         try:
             db, dg, _ = sv.parameter_draws(res, ylag, spec.treatment, n=spec.savings_draws, seed=spec.seed)
             d = sv.direct_cts_change(
-                sv.exposure_sums(f, outcome=y, **common),
+                sums(y),
                 y,
                 persistence=float(res.params[ylag]),
                 effect=float(res.params[spec.treatment]),

@@ -99,9 +99,11 @@ SCHEMA: Mapping[str, Key] = MappingProxyType(
         ),
         "seed": Key("int", False, 1, "seed of the Bayesian sampler, the HonestDiD draws and the savings draws"),
         "level": Key("float", False, 0.95, "level of every interval"),
-        "bayes_draws": Key("int", False, 300, "posterior draws per chain of the Bayesian fit"),
-        "bayes_tune": Key("int", False, 300, "warm-up draws per chain of the Bayesian fit"),
-        "bayes_chains": Key("int", False, 2, "chains of the Bayesian fit"),
+        "bayes_draws": Key("int", False, 1000, "posterior draws per chain of the Bayesian fit"),
+        "bayes_tune": Key("int", False, 1000, "warm-up draws per chain of the Bayesian fit"),
+        "bayes_chains": Key(
+            "int", False, 4, "chains of the Bayesian fit (4 x 1000 draws: R-hat and ESS pass on 60 teams x 30 weeks)"
+        ),
         "gmm_max_lag": Key("int", False, 4, "last lag of the outcome used as a GMM instrument (from lag 2)"),
         "savings_outcome": Key(
             "str",
@@ -187,9 +189,9 @@ class RolloutSpec:
     cost_per_developer_week: float | None = None
     seed: int = 1
     level: float = 0.95
-    bayes_draws: int = 300
-    bayes_tune: int = 300
-    bayes_chains: int = 2
+    bayes_draws: int = 1000
+    bayes_tune: int = 1000
+    bayes_chains: int = 4
     gmm_max_lag: int = 4
     savings_outcome: str | None = None
     developers: str = "developers"

@@ -769,7 +769,7 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
                 "meets" if bias_ok and cov_ok else "fails",
             ]
         )
-    vals["met"] = fint(met)
+    vals["n_met"] = fint(met)
     c.flags["exog_all_met"] = met == len(names)
     # the negative controls, expected to fail the same criteria
     neg = [(n, m) for n in names for m in crit["negative_controls"].get("all", [])]
@@ -795,8 +795,16 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
     c.table("exog_designs", ["design", "setting", "estimand", "recommended"], design_rows, inputs, script)
     c.table(
         "exog_check",
-        ["design", "recommended method", "truth", "bias (MCSE)", f"|bias| < {vals['bias_max']}",
-         "cover 90% (MCSE)", f"in [{vals['cov90_lo']}, {vals['cov90_hi']}]", "verdict"],  # fmt: skip
+        [
+            "design",
+            "recommended method",
+            "truth",
+            "bias (MCSE)",
+            f"|bias| < {vals['bias_max']}",
+            "cover 90% (MCSE)",
+            f"in [{vals['cov90_lo']}, {vals['cov90_hi']}]",
+            "verdict",
+        ],
         check_rows,
         inputs,
         script,
