@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/bench_analyze.py [--teams 400] [--weeks 39] [--cores 2]``. It simulates a rollout with
 feedback and a mediator (seed 1), writes it to a temporary folder with a spec, runs the analysis with the
-spec's defaults (within, bias-corrected, difference GMM, Bayesian 2 chains x 300 draws) and prints the wall time
+spec's defaults (within, bias-corrected, difference GMM, Bayesian 4 chains x 1000 draws) and prints the wall time
 of the whole analysis and of each experiment, the CPU count seen, and writes ``benchmarks/results/analyze.json``.
 Not a timed test: timings depend on the machine.
 """
