@@ -566,6 +566,22 @@ class Panel:
         """A copy of the validated data, sorted by entity and time."""
         return self._frame.copy()
 
+    def key_index(self, rows: np.ndarray | None = None) -> pd.MultiIndex:
+        """(entity, time) of the given row positions of the sorted panel (all rows by default), without copying
+        the data.
+
+        Examples
+        --------
+        >>> from causalcts import Panel
+        >>> Panel({"team": ["b", "a", "a"], "week": [1, 1, 2], "x": [1.0, 2.0, 3.0]}).key_index([0, 2]).tolist()
+        [('a', 1), ('b', 1)]
+        """
+        ent = self._frame[self.entity].to_numpy()
+        tim = self._frame[self.time].to_numpy()
+        if rows is not None:
+            ent, tim = ent[rows], tim[rows]
+        return pd.MultiIndex.from_arrays([ent, tim], names=[self.entity, self.time])
+
     @property
     def columns(self) -> list[str]:
         """Column names of the data."""

@@ -224,10 +224,7 @@ def _spec(method, formula, entity, time, time_effects, options) -> dict[str, Any
 
 
 def _sample_index(panel: Panel, rows: np.ndarray) -> pd.MultiIndex:
-    frame = panel.data
-    return pd.MultiIndex.from_arrays(
-        [frame[panel.entity].to_numpy()[rows], frame[panel.time].to_numpy()[rows]], names=[panel.entity, panel.time]
-    )
+    return panel.key_index(rows)
 
 
 # ---------------------------------------------------------------------------------------------- least squares
@@ -359,7 +356,8 @@ def _gmm(
         small=small,
         weighting=weighting,
     )
-    labels = (panel.data[panel.entity].to_numpy(), panel.data[panel.time].to_numpy(), (panel.entity, panel.time))
+    keys = panel.key_index()
+    labels = (keys.get_level_values(0).to_numpy(), keys.get_level_values(1).to_numpy(), (panel.entity, panel.time))
     res = gmm_fit(
         spec,
         raw,
