@@ -22,7 +22,7 @@ from scipy import stats
 
 from causalcts.bayes.dynamic import fit_bayes_dynamic
 from causalcts.bayes.mixed import mixed
-from causalcts.errors import ConvergenceWarning
+from causalcts.errors import CausalCTSError, ConvergenceWarning
 
 __all__ = ["SBCResult", "sbc_dynamic", "sbc_mixed"]
 
@@ -84,6 +84,17 @@ def _thin_ranks(
     return out
 
 
+def _seed_int(seed: int | np.random.Generator | None) -> int:
+    """An int seed from an int, a Generator (its next draw) or None (fresh entropy); recorded on the result."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))  # type: ignore[operator]  # entropy is an int here
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**63 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CausalCTSError(f"seed={seed!r} must be a non-negative int, a numpy Generator or None.")
+    return int(seed)
+
+
 def _iterate(n_sims, seed, one, progress):
     children = np.random.SeedSequence(seed).spawn(n_sims)
     it = range(n_sims)
@@ -106,7 +117,7 @@ def sbc_mixed(
     chains: int = 2,
     draws: int = 300,
     tune: int = 300,
-    seed: int = 0,
+    seed: int | np.random.Generator | None = 0,
     progress: bool = False,
 ) -> SBCResult:
     """SBC of ``mixed(..., method="nuts")`` with a correlated random intercept and slope.
@@ -167,6 +178,7 @@ def sbc_mixed(
         out["converged"] = res.converged
         return out
 
+    seed = _seed_int(seed)
     ranks = _iterate(n_sims, seed, one, progress)
     design = {
         "model": "mixed",
@@ -188,7 +200,7 @@ def sbc_dynamic(
     chains: int = 2,
     draws: int = 300,
     tune: int = 300,
-    seed: int = 0,
+    seed: int | np.random.Generator | None = 0,
     progress: bool = False,
 ) -> SBCResult:
     """SBC of ``fit(..., method="bayes", time_effects=False)`` (the Bayesian dynamic panel).
@@ -247,6 +259,7 @@ def sbc_dynamic(
         out["converged"] = res.converged
         return out
 
+    seed = _seed_int(seed)
     ranks = _iterate(n_sims, seed, one, progress)
     design = {
         "model": "dynamic",
