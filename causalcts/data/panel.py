@@ -288,6 +288,29 @@ def _integer_periods(values: pd.Series, column: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def numeric_column(frame: pd.DataFrame, col: str) -> pd.Series:
+    """Column ``col`` of ``frame`` as floats (booleans as 0/1); text that is not a number raises
+    :class:`~causalcts.errors.NonNumericError` naming the column, the values and the rows. NaN stays NaN.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from causalcts.data.panel import numeric_column
+    >>> numeric_column(pd.DataFrame({"d": [True, False]}), "d").tolist()
+    [1.0, 0.0]
+    """
+    s = frame[col]
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(float)
+    out = pd.to_numeric(s, errors="coerce")
+    bad = out.isna() & s.notna()
+    if bad.any():
+        raise NonNumericError(
+            f"Column {col!r} must be numeric but holds {list(pd.unique(s[bad]))[:3]} in {describe_rows(s.index[bad])}."
+        )
+    return out.astype(float)
+
+
 def check_full_rank(frame: pd.DataFrame, columns: Sequence[str] | None = None, *, what: str = "regressor") -> None:
     """Raise :class:`CollinearityError` if a column is constant or a linear combination of others.
 

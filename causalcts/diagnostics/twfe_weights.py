@@ -27,11 +27,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from causalcts.data.panel import numeric_column
 from causalcts.errors import (
     CausalCTSError,
     DataWarning,
     MissingColumnError,
-    NonNumericError,
     NoTreatmentVariationError,
     check_option,
     describe_rows,
@@ -113,17 +113,7 @@ def _fmt(v: float | None) -> str:
     return "not defined" if v is None else f"{v:.4f}"
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
-    s = frame[col]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float)
-    out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna()
-    if bad.any():
-        raise NonNumericError(
-            f"Column {col!r} must be numeric; {describe_rows(s.index[bad])} hold {list(pd.unique(s[bad]))[:3]}."
-        )
-    return out.astype(float)
+_numeric = numeric_column  # one implementation, in the data layer
 
 
 def _first_difference(frame: pd.DataFrame, entity: str, time: str, col: str) -> np.ndarray:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, special, stats
 
-from causalcts.data.panel import Panel, _as_dates
+from causalcts.data.panel import Panel, _as_dates, numeric_column
 from causalcts.errors import (
     CausalCTSError,
     CohortNotConstantError,
@@ -74,17 +74,7 @@ class _Design:
     period_dates: tuple[str, ...] | None = None  # date of each period when the time column holds dates
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
-    s = frame[col]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float)
-    out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna()
-    if bad.any():
-        raise NonNumericError(
-            f"Column {col!r} must be numeric but holds {list(pd.unique(s[bad]))[:3]} in {describe_rows(s.index[bad])}."
-        )
-    return out.astype(float)
+_numeric = numeric_column  # one implementation, in the data layer
 
 
 def _prepare(data, outcome, entity, time, cohort, covariates, control, anticipation) -> _Design:

@@ -55,13 +55,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from causalcts.data.panel import numeric_column
 from causalcts.errors import (
     DataWarning,
     DuplicateKeyError,
     EmptyPanelError,
     MissingColumnError,
     MissingValueError,
-    NonNumericError,
     NoTreatmentVariationError,
     SpecificationError,
     TooFewPeriodsError,
@@ -81,17 +81,7 @@ class _Wide:
     periods: np.ndarray
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> pd.Series:
-    s = frame[col]
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(float)
-    out = pd.to_numeric(s, errors="coerce")
-    bad = out.isna() & s.notna()
-    if bad.any():
-        raise NonNumericError(
-            f"Column {col!r} must be numeric but holds {list(pd.unique(s[bad]))[:3]} in {describe_rows(s.index[bad])}."
-        )
-    return out.astype(float)
+_numeric = numeric_column  # one implementation, in the data layer
 
 
 def _prepare(data, outcome, entity, time, treatment, cluster) -> _Wide:
