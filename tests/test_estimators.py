@@ -1,5 +1,6 @@
 """Dynamic-panel estimators: equivalences, Nickell bias and its corrections, errors, shared interface."""
 
+import importlib
 import re
 import warnings
 
@@ -36,7 +37,7 @@ def small():
 @pytest.mark.parametrize("gappy", [True, False])
 def test_within_equals_linearmodels(time_effects, gappy):
     """Two-way within = linearmodels PanelOLS(entity_effects, time_effects), clustered by entity, to 1e-8."""
-    linearmodels = pytest.importorskip("linearmodels")
+    linearmodels = importlib.import_module("linearmodels")
     sim = simulate(60, 20, seed=2, **({"missing_weeks": 0.1, "unbalanced": 0.3} if gappy else {}))
     p = Panel(sim.data)
     d = p.data.assign(lag=p.lag("cr_velocity").to_numpy()).dropna(subset=["lag"]).set_index(["team", "week"])
@@ -77,7 +78,7 @@ def test_within_equals_dummy_variable_regression(small):
 def test_anderson_hsiao_is_just_identified_iv(small):
     """Anderson-Hsiao = IV on first differences with y_{t-2} instrumenting the differenced lag; its first-stage F
     equals statsmodels' F test of the excluded instrument in the OLS first stage, and F < 10 warns."""
-    sm = pytest.importorskip("statsmodels.api")
+    sm = importlib.import_module("statsmodels.api")
     with pytest.warns(InstrumentWarning, match=r"first-stage F .* < 10 \(Staiger and Stock 1997"):
         res = causalcts.fit(
             "cr_velocity ~ L(cr_velocity, 1) + ai_share", small.data, method="anderson-hsiao", time_effects=False
@@ -363,7 +364,7 @@ def test_anderson_hsiao_rejects_gmm_options(small):
 
 @pytest.fixture(scope="module")
 def wage():
-    wage_panel = pytest.importorskip("linearmodels.datasets.wage_panel")
+    wage_panel = importlib.import_module("linearmodels.datasets.wage_panel")
     return wage_panel.load()
 
 
@@ -409,7 +410,7 @@ def test_columns_named_like_period_dummies_are_kept(small, method):
 
 def test_anderson_hsiao_weak_first_stage_warns_on_public_panels(wage):
     """0.1 returned persistence -227 on wage_panel (no period effects) and -0.54 on Grunfeld without a word."""
-    sm = pytest.importorskip("statsmodels.api")
+    sm = importlib.import_module("statsmodels.api")
     with pytest.warns(InstrumentWarning, match="first-stage F"):
         r = causalcts.fit(
             "lwage ~ L(lwage, 1)", wage, entity="nr", time="year", method="anderson-hsiao", time_effects=False
@@ -434,7 +435,7 @@ def _pyfixest_frame(sim):
 def test_clustered_inference_matches_pyfixest(method):
     """CRV1 with t(G - 1) as fixest/pyfixest: coefficients, SEs and 95% CIs to 1e-8 (same closed form) with 11
     clusters, where t(n - k) intervals were 13 percent too narrow."""
-    pf = pytest.importorskip("pyfixest")
+    pf = importlib.import_module("pyfixest")
     sim = simulate(11, 20, seed=2, missing_weeks=0.05)
     d = _pyfixest_frame(sim)
     fe = "team + week" if method == "within" else "week"

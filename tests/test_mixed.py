@@ -23,6 +23,7 @@ last printed digit) for that reason, while the criterion itself is matched to it
   criterion is -2 times that, 442.6).
 """
 
+import importlib
 import os
 import warnings
 
@@ -91,7 +92,7 @@ def test_dietox_reml_matches_lme4():
 @pytest.mark.parametrize("reml", [True, False])
 def test_agrees_with_statsmodels_mixedlm(reml):
     """Two routes to the same maximum: our integrated likelihood and statsmodels MixedLM (dense)."""
-    smf = pytest.importorskip("statsmodels.formula.api")
+    smf = importlib.import_module("statsmodels.formula.api")
     ref = smf.mixedlm("Reaction ~ Days", SLEEP, groups=SLEEP["Subject"], re_formula="~Days").fit(
         reml=reml, method="lbfgs"
     )
@@ -423,7 +424,7 @@ def test_numba_backend_equals_reference(q, correlated):
 def test_jax_backend_equals_reference(q, correlated):
     """The optional GPU backend (JAX, in the test extras) computes the reference density and gradient to 1e-10,
     in float64 inside its x64 context, and leaves the process-wide jax_enable_x64 flag as it found it."""
-    jax = pytest.importorskip("jax")  # installed by the test extras; the skip only guards a bare install
+    jax = importlib.import_module("jax")  # installed by the test extras; the skip only guards a bare install
     from causalcts.bayes.jaxlogp import make_jax_logp, x64
 
     before = bool(jax.config.jax_enable_x64)
@@ -500,7 +501,7 @@ def test_profiled_deviance_is_the_reference_at_the_ml_fit():
 def test_fitting_leaves_jax_x64_and_the_package_directory_alone():
     """Importing causalcts and fitting with the default sampler leave jax.config.jax_enable_x64 as they found it;
     numba compiles without an on-disk cache (nothing is written next to the installed sources)."""
-    jax = pytest.importorskip("jax")
+    jax = importlib.import_module("jax")
     from numba.core.caching import NullCache
 
     from causalcts.bayes import fastlogp
@@ -517,8 +518,8 @@ def test_fitting_leaves_jax_x64_and_the_package_directory_alone():
 @pytest.mark.slow
 def test_numpyro_sampler_computes_in_float64_without_touching_the_global_flag():
     """sampler="numpyro" (about a minute of JAX compilation on 2 CPU cores) runs in float64 inside a context."""
-    jax = pytest.importorskip("jax")
-    pytest.importorskip("numpyro")
+    jax = importlib.import_module("jax")
+    importlib.import_module("numpyro")
     before = bool(jax.config.jax_enable_x64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

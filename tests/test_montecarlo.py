@@ -1,5 +1,6 @@
 """Monte Carlo recovery studies: seeds, resume, engines, summaries with MCSE, and the smoke grid."""
 
+import importlib
 import textwrap
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_resume_skips_finished_cells(tiny, tmp_path):
 
 
 def test_dask_engine_gives_the_same_numbers_as_local(tiny, tmp_path):
-    pytest.importorskip("dask.distributed")
+    importlib.import_module("dask.distributed")
     local = run_grid(tiny, tmp_path / "local", workers=1, progress=False)
     dask = run_grid(tiny, tmp_path / "dask", engine="dask", workers=2, progress=False)
     pd.testing.assert_frame_equal(local.drop(columns="seconds"), dask.drop(columns="seconds"))
@@ -144,7 +145,7 @@ def test_dask_engine_gives_the_same_numbers_as_local(tiny, tmp_path):
 
 def test_package_warnings_are_recorded_in_the_results_on_every_engine(tmp_path):
     """A fit that warns is kept, and its warnings land in the table: spawned local processes and Dask alike."""
-    pytest.importorskip("dask.distributed")
+    importlib.import_module("dask.distributed")
     path = tmp_path / "warn.toml"
     path.write_text(WARN)
     grid = load_grid(path)
