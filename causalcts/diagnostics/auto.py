@@ -116,7 +116,8 @@ def recommend(
     dep = fspec.outcome
     reasons: list[str] = []
     resp = checks[checks["test"] == "responds to treatment"]
-    dropped = tuple(resp.index[resp["verdict"] == "fail"])
+    in_formula = {t.variable for t in fspec.terms}
+    dropped = tuple(c for c in resp.index[resp["verdict"] == "fail"] if c in in_formula)  # only a regressor can go
     main_formula = drop_terms(formula, dropped) if dropped else formula
     for c in dropped:
         p = float(resp.loc[[c], "pvalue"].iloc[0])
@@ -209,6 +210,12 @@ def fit_auto(
     >>> "is not rejected" in res.info["recommendation"]
     True
     """
+    if cluster is not None and cluster != entity:
+        raise SpecificationError(
+            f"fit_auto clusters its estimate by the entity {entity!r} (the estimators' only clustering); "
+            f"cluster={cluster!r} would apply to the checks but not to the estimate. Pass cluster=None, or run "
+            "check_exogeneity(..., cluster=...) and causalcts.fit yourself."
+        )
     rec = recommend(
         formula,
         data,
