@@ -16,6 +16,7 @@ from causalcts.data.formula import formula_spec
 from causalcts.data.panel import Panel
 from causalcts.errors import DataFileError, MissingColumnError, SpecificationError
 from causalcts.estimators.api import fit as _fit_frequentist
+from causalcts.estimators.exogeneity import exogeneity_rows, has_outcome_lag, regressors
 
 __all__ = ["fit"]
 
@@ -66,7 +67,58 @@ def _derive_hint(err: MissingColumnError, formula: str, data, m, given) -> Missi
     )
 
 
-def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_effects=True, dropna=False, **options):
+def _check_keywords(formula: str, checks, treatment) -> bool:
+    """Validate ``checks`` and ``treatment``; whether the exogeneity checks run."""
+    if not isinstance(checks, bool):
+        raise SpecificationError(f"checks must be True or False, got {checks!r}.")
+    if treatment is not None and not isinstance(treatment, str):
+        raise SpecificationError(f"treatment must be the name of a regressor, got {treatment!r}.")
+    dynamic = has_outcome_lag(formula)
+    if treatment is not None and not checks:
+        raise SpecificationError(
+            f"treatment={treatment!r} names the treatment for the exogeneity checks, which checks=False turns off; "
+            "drop treatment= or set checks=True."
+        )
+    if treatment is not None and not dynamic:
+        raise SpecificationError(
+            f"treatment={treatment!r} is used only by the exogeneity checks, which fit runs for dynamic panels; "
+            f"{formula!r} has no lag of its outcome. Call causalcts.diagnostics.check_exogeneity(...) instead."
+        )
+    if treatment is not None and treatment not in regressors(formula):
+        raise SpecificationError(
+            f"treatment={treatment!r} is not a regressor of {formula!r}; its regressors are {regressors(formula)}."
+        )
+    return checks and dynamic
+
+
+def _with_checks(res, formula, data, *, entity, time, time_effects, treatment):
+    """``res`` with the exogeneity tests in ``info["checks"]`` (rows of the layout of ``check_exogeneity``).
+
+    The tests cluster by the entity, as every estimator's robust covariance does; a test that cannot be computed
+    is a row with verdict ``"n/a"`` and the reason, never an error, and no estimate changes.
+    """
+    frame = _read(data)
+    rows = exogeneity_rows(
+        formula, frame, entity=entity, time=time, treatment=treatment, time_effects=time_effects, record_errors=True
+    )
+    cluster = frame.entity if isinstance(frame, Panel) else entity
+    info = {**dict(res.info), "checks": rows, "checks_cluster": cluster}
+    return dataclasses.replace(res, info=info)
+
+
+def fit(
+    formula,
+    data,
+    *,
+    entity="team",
+    time="week",
+    method="diff-gmm",
+    time_effects=True,
+    dropna=False,
+    checks=True,
+    treatment=None,
+    **options,
+):
     """Estimate a dynamic panel model with any registered method (table below; ``causalcts.registry``).
 
     Options left unset (None) take the method's defaults; an option that does not apply to ``method``
@@ -75,6 +127,12 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
     :class:`~causalcts.errors.DataWarning` that counts them (otherwise they are an error).
     Every method returns results with the same interface, and frequentist results carry ``spec``
     (refit with ``causalcts.fit(**res.spec, data=new_data)``), ``resid`` and ``fitted``.
+
+    When the formula has a lag of its outcome, every method's result also carries the exogeneity checks
+    (``res.checks``, shown in ``summary()``, kept in ``info["checks"]``): the strict-exogeneity lead test of every
+    regressor and, when ``treatment=`` names the treatment, the test of whether each other regressor responds to
+    it (:func:`causalcts.diagnostics.check_exogeneity`; clustered by ``entity``, as the estimates are). They never
+    change an estimate; ``checks=False`` skips them (Monte Carlo grids do).
 
     Examples
     --------
@@ -86,6 +144,8 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
     >>> again = causalcts.fit(**res.spec, data=sim.data)
     >>> bool((again.params == res.params).all())
     True
+    >>> res.checks[["test", "verdict"]].loc["ai_share"].tolist()
+    ['lead', 'pass']
     """
     if method == "auto":
         raise SpecificationError(
@@ -95,6 +155,7 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
         )
     m = registry.get(method)
     given = registry.check_options(method, options)
+    run_checks = _check_keywords(formula, checks, treatment)
     try:
         used = data
         if dropna:
@@ -104,7 +165,13 @@ def fit(formula, data, *, entity="team", time="week", method="diff-gmm", time_ef
         raise _derive_hint(err, formula, data, m, given) from None
     spec = getattr(res, "spec", None)
     if spec and dataclasses.is_dataclass(res) and "spec" in {f.name for f in dataclasses.fields(res)}:
-        res = dataclasses.replace(res, spec={**dict(spec), "dropna": bool(dropna)})
+        extra = {"dropna": bool(dropna), **({} if checks else {"checks": False})}
+        res = dataclasses.replace(res, spec={**dict(spec), **extra, **({"treatment": treatment} if treatment else {})})
+    if run_checks:
+        checked = used if dropna else data
+        res = _with_checks(
+            res, formula, checked, entity=entity, time=time, time_effects=time_effects, treatment=treatment
+        )
     return res
 
 

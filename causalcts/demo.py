@@ -1,7 +1,10 @@
 """The end-to-end demonstration behind ``causalcts demo``.
 
-Simulate teams with a known AI-adoption effect, estimate it with several methods, print each
-estimate beside the truth, and write the figures and a JSON record to a folder.
+Simulate teams with a known AI-adoption effect, run the exogeneity checks on the model, estimate the
+effect with several methods (the GMM fits treat ``ai_share`` as the checks allow: a standard instrument
+when its lead test passes, predetermined when it fails) and with the estimator the checks recommend
+(:func:`~causalcts.diagnostics.fit_auto`), print each estimate beside the truth, and write the figures and a
+JSON record to a folder.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from causalcts.diagnostics import check_exogeneity, fit_auto
 from causalcts.estimators import fit
 from causalcts.estimators.bias import nickell_bias
 from causalcts.simulate import simulate
@@ -21,11 +25,13 @@ from causalcts.simulate import simulate
 __all__ = ["DemoReport", "run_demo"]
 
 FORMULA = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate + interventions_per_deploy"
+TREATMENT = "ai_share"
 
 
 @dataclass(frozen=True)
 class DemoReport:
     table: pd.DataFrame
+    checks: pd.DataFrame
     out_dir: Path
     figures: list[Path]
 
@@ -37,10 +43,14 @@ def run_demo(
     n_weeks: int = 26,
     effect: float = 0.10,
     persistence: float = 0.5,
+    feedback: float = 0.0,
     seed: int = 1,
     echo=print,
 ) -> DemoReport:
-    """Run the demonstration and return the comparison table.
+    """Run the demonstration and return the comparison table and the exogeneity checks.
+
+    ``feedback`` is the simulator's (adoption that reacts to the team's past outcomes; 0 by default): with
+    it the lead test of ``ai_share`` fails and the GMM fits and the recommendation change accordingly.
 
     Examples
     --------
@@ -49,6 +59,10 @@ def run_demo(
     >>> rep = run_demo(tempfile.mkdtemp(), n_teams=60, n_weeks=12, echo=lambda *a: None)
     >>> sorted(rep.table.columns)[:3]
     ['effect', 'effect_lower', 'effect_upper']
+    >>> rep.table.index[-1]
+    'recommended by the checks (bias-corrected)'
+    >>> rep.checks.loc["ai_share", "verdict"]
+    'pass'
     """
     from matplotlib.figure import Figure  # not pyplot: no window opens and the session's backend is left alone
 
@@ -60,24 +74,43 @@ def run_demo(
         f"Simulating {n_teams} teams over {n_weeks} weeks (persistence {persistence}, effect of full adoption "
         f"{effect} CRs per developer-week, seed {seed})..."
     )
-    sim = simulate(n_teams, n_weeks, persistence=persistence, effect=effect, seed=seed)
+    sim = simulate(n_teams, n_weeks, persistence=persistence, effect=effect, feedback=feedback, seed=seed)
     truth_b = sim.truth.persistence["cr_velocity"]
     truth_g = sim.truth.effect["cr_velocity"]
+    checks = check_exogeneity(FORMULA, sim.data, treatment=TREATMENT)
+    echo("Exogeneity checks (lead test of each regressor; does each control respond to ai_share?):")
+    echo(checks[["test", "statistic", "pvalue", "verdict"]].to_string(float_format=lambda v: f"{v:8.4f}"))
+    exogenous = checks.loc[checks["test"] == "lead"].loc[TREATMENT, "verdict"] != "fail"
+    if exogenous:
+        gmm: dict[str, Any] = dict(gmm={"cr_velocity": (2, 5)})
+        echo(f"{TREATMENT} passes its lead test: the GMM fits below use it as a standard instrument.")
+    else:
+        gmm = dict(gmm={"cr_velocity": (2, 5), TREATMENT: (1, 4)}, predetermined=[TREATMENT])
+        echo(
+            f"{TREATMENT} fails its lead test (adoption reacts to past outcomes): the GMM fits below treat it as "
+            "predetermined; the within, jackknife and bias-corrected rows assume strict exogeneity and are shown "
+            "only for comparison."
+        )
+    gmm_note = "" if exogenous else f" ({TREATMENT} predetermined)"
     methods: dict[str, dict[str, Any]] = {
         "within (fixed effects)": dict(method="within"),
         "half-panel jackknife": dict(method="jackknife"),
         "bias-corrected FE": dict(method="bias-corrected"),
-        "difference GMM": dict(method="diff-gmm", gmm={"cr_velocity": (2, 5)}, collapse=True, steps=2),
-        "system GMM": dict(method="sys-gmm", gmm={"cr_velocity": (2, 5)}, collapse=True, steps=2),
+        f"difference GMM{gmm_note}": dict(method="diff-gmm", collapse=True, steps=2, **gmm),
+        f"system GMM{gmm_note}": dict(method="sys-gmm", collapse=True, steps=2, **gmm),
     }
+    methods["recommended by the checks"] = {}  # fit_auto: the checks, then the estimator they allow
     results, rows = {}, []
     for label, kw in methods.items():
-        echo(f"  estimating with {label}...")
+        echo(f"  estimating with {label}..." if kw else "  fitting what the checks recommend (fit_auto)...")
         with warnings.catch_warnings(record=True) as caught:  # shown, not hidden
             warnings.simplefilter("always")
-            r = fit(FORMULA, sim.data, **kw)
+            r = fit(FORMULA, sim.data, **kw) if kw else fit_auto(FORMULA, sim.data, treatment=TREATMENT)
         for w in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
             echo(f"    warning: {w}")
+        if not kw:
+            label = f"{label} ({r.method})"
+            echo(f"    {r.info['recommendation']}")
         results[label] = r
         ci = r.conf_int(0.95)
         lr = r.long_run("ai_share")
@@ -121,6 +154,7 @@ def run_demo(
             {
                 "truth": sim.truth.to_dict(),
                 "design": sim.design.to_dict(),
+                "checks": checks.reset_index().to_dict(orient="records"),
                 "estimates": {k: v.to_dict() for k, v in results.items()},
             },
             indent=2,
@@ -128,4 +162,4 @@ def run_demo(
         )
     )
     echo(f"Figures and results written to {out.resolve()}/ ({', '.join(p.name for p in figs)}, demo_results.json)")
-    return DemoReport(table=table, out_dir=out, figures=figs)
+    return DemoReport(table=table, checks=checks, out_dir=out, figures=figs)

@@ -79,6 +79,10 @@ class NoTreatmentVariationError(CausalCTSError):
     """A treatment that never varies (or varies only across teams or only across periods)."""
 
 
+class EstimationError(CausalCTSError):
+    """An estimator found no valid estimate on these data (e.g. an iterated correction that diverges)."""
+
+
 class DataWarning(UserWarning):
     """Rows were dropped or data was altered; the message says how many and why."""
 

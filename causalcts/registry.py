@@ -66,8 +66,9 @@ from causalcts.errors import SpecificationError, check_option
 
 __all__ = ["COMMON_KEYWORDS", "FAMILIES", "REGISTRY", "Method", "check_options", "get", "names", "register"]
 
-#: Keywords every method takes (handled by ``causalcts.fit`` itself).
-COMMON_KEYWORDS = ("entity", "time", "time_effects", "dropna")
+#: Keywords every method takes (handled by ``causalcts.fit`` itself): ``checks`` and ``treatment`` drive the
+#: exogeneity checks that ``fit`` attaches to every dynamic-panel result, whatever the method.
+COMMON_KEYWORDS = ("entity", "time", "time_effects", "dropna", "checks", "treatment")
 
 
 def _formula_columns(formula: str, options: Mapping[str, Any]) -> list[str]:

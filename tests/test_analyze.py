@@ -187,6 +187,25 @@ def test_checks_do_not_mutate_the_frame():
     pd.testing.assert_frame_equal(frame, copy)
 
 
+def test_workflow_checks_are_the_shared_tests():
+    """One code path: the report's lead and control rows are check_exogeneity's tests (same numbers, exactly)."""
+    from causalcts.diagnostics import check_exogeneity
+    from causalcts.workflows.checks import exogeneity_checks
+
+    frame = causalcts.simulate(60, 10, feedback=1.0, mediation=0.3, seed=3).data
+    f = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate"
+    table = check_exogeneity(f, frame, treatment="ai_share", controls=["rollback_rate"])
+    rows = exogeneity_checks(frame, outcome="cr_velocity", share="ai_share", controls=["rollback_rate"],
+                             entity="team", time="week")  # fmt: skip
+    lead = table[table["test"] == "lead"].loc["ai_share"]
+    assert rows[0]["statistic"] == pytest.approx(lead["statistic"], rel=1e-10)  # shared design: round-off only
+    assert rows[0]["pvalue"] == pytest.approx(lead["pvalue"], rel=1e-10)
+    ctrl = control_response(frame, control="rollback_rate", share="ai_share", entity="team", time="week")
+    resp = table[table["test"] == "responds to treatment"].loc["rollback_rate"]
+    assert (ctrl["statistic"], ctrl["pvalue"], ctrl["verdict"]) == (resp["statistic"], resp["pvalue"], resp["verdict"])
+    assert rows[1]["name"] == "exogeneity: adoption responds to the past outcome" and rows[1]["verdict"] == "fail"
+
+
 # ------------------------------------------------------------------------------------------- savings
 def test_savings_match_a_hand_computation_and_capacity_saved():
     f = pd.DataFrame({"team": [1, 1, 1, 2, 2], "week": [0, 1, 2, 0, 2], "s": [0.0, 0.5, 1.0, 1.0, 1.0],

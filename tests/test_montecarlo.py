@@ -1,5 +1,6 @@
 """Monte Carlo recovery studies: seeds, resume, engines, summaries with MCSE, and the smoke grid."""
 
+import dataclasses
 import importlib
 import textwrap
 from pathlib import Path
@@ -90,7 +91,8 @@ def test_shipped_grids_load_from_the_package_not_the_checkout():
     for name in grid_names():
         assert (here / f"{name}.toml").is_file()
         grid = load_grid(name)
-        assert grid.name == name and set(m["method"] for m in grid.methods.values()) <= set(known_methods())
+        # every method is a registered one, or "auto": causalcts.diagnostics.fit_auto, the recommended path
+        assert grid.name == name and set(m["method"] for m in grid.methods.values()) <= {*known_methods(), "auto"}
 
 
 def test_grid_methods_and_design_keys_are_checked(tmp_path):
@@ -253,3 +255,121 @@ def test_design_labels_name_knobs_that_only_some_designs_set():
     assert labels == {"a": "selection=1", "b": "feedback=1"}
     assert shared == ["n_teams"]
     assert design_label({"selection": np.nan}) == "defaults"
+
+
+# A mediator design, the recommended path itself (method "auto") and a method with its own formula (the total
+# effect: the model without the mediator rollback_rate).
+PATHS = textwrap.dedent("""
+    [grid]
+    name = "paths"
+    formula = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate"
+    outcome = "cr_velocity"
+    terms = ["ai_share"]
+    replications = 2
+    seed = 9
+
+    [[design]]
+    n_teams = 60
+    n_weeks = 8
+    effect = 0.1
+    mediation = 0.5
+
+    [methods]
+    within = { method = "within" }
+    auto = { method = "auto", treatment = "ai_share" }
+    within-total = { method = "within", formula = "cr_velocity ~ L(cr_velocity, 1) + ai_share" }
+""")
+
+
+@pytest.fixture
+def paths(tmp_path):
+    path = tmp_path / "paths.toml"
+    path.write_text(PATHS)
+    return load_grid(path)
+
+
+def test_auto_and_own_formula_methods_record_the_path_and_the_right_truth(paths):
+    import causalcts
+    from causalcts.diagnostics import fit_auto
+    from causalcts.simulate import simulate
+
+    df = run_cell(paths, paths.designs[0], 0).set_index("method")
+    # direct effect 0.1 with the mediator in the model, total effect 0.1 - 0.5 * 0.5 = -0.15 without it
+    assert df.loc["within", "truth"] == 0.1
+    assert df.loc["within-total", "truth"] == pytest.approx(-0.15)
+    assert (df["error"] == "").all() and df.loc["within", "chosen"] == ""
+    # the auto row is fit_auto's main estimate on the cell's panel, and its truth follows the model it fitted
+    sim_seed = int(cell_seed(9, paths.designs[0], 0).spawn(2)[0].generate_state(1)[0])
+    sim = simulate(**paths.designs[0], seed=sim_seed)
+    res = fit_auto(paths.formula, sim.data, treatment="ai_share")
+    assert df.loc["auto", "estimate"] == res.params["ai_share"]
+    dropped = res.info["auto"]["dropped"]
+    assert df.loc["auto", "chosen"] == " ".join([res.method, *(f"-{c}" for c in dropped)])
+    assert df.loc["auto", "truth"] == pytest.approx(-0.15 if "rollback_rate" in dropped else 0.1)
+    plain = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="within")
+    assert df.loc["within-total", "estimate"] == plain.params["ai_share"]
+
+
+def test_auto_and_formula_entries_are_checked(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(PATHS.replace('treatment = "ai_share"', 'treatment = "ai_share", collapse = true'))
+    with pytest.raises(SpecificationError, match=r"\[methods\] auto .*fit_auto\) does not take \['collapse'\]"):
+        load_grid(bad)
+    bad.write_text(PATHS.replace('auto = { method = "auto", treatment = "ai_share" }', 'auto = { method = "auto" }'))
+    with pytest.raises(SpecificationError, match=r'\[methods\] auto \(method = "auto"\) needs treatment'):
+        load_grid(bad)
+    bad.write_text(PATHS.replace('+ ai_share" }', '+ L(ai_share, -1)" }'))
+    with pytest.raises(SpecificationError, match=r"\[methods\] within-total: formula: "):
+        load_grid(bad)
+
+
+def test_added_methods_are_fitted_into_finished_cells_and_old_rows_are_kept(paths, tmp_path):
+    """A rerun after methods were added fits only those, on the same panel, and keeps the finished rows."""
+    out = tmp_path / "run"
+    first_methods = {"within": paths.methods["within"]}
+    first = run_grid(dataclasses.replace(paths, methods=first_methods), out, workers=1, progress=False)
+    assert set(first["method"]) == {"within"}
+    full = run_grid(paths, out, workers=1, progress=False)
+    assert set(full["method"]) == {"within", "auto", "within-total"} and len(full) == 2 * 3
+    kept = full[full["method"] == "within"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept[first.columns], first)  # the finished fits, untouched (seconds too)
+    fresh = pd.concat([run_cell(paths, paths.designs[0], r) for r in range(2)])
+    cols = ["replication", "method", "term", "estimate", "std_error", "truth", "chosen"]
+    key = ["replication", "method"]
+    pd.testing.assert_frame_equal(
+        full[cols].sort_values(key, ignore_index=True), fresh[cols].sort_values(key, ignore_index=True)
+    )
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")}
+    run_grid(paths, out, workers=1, progress=False)  # nothing left to do
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.parquet")}
+
+
+def test_summary_compares_each_replication_with_its_own_truth_and_counts_paths():
+    """auto may fit with or without the mediator, so each replication has its own truth."""
+    est = np.array([0.1, 0.1, -0.15, -0.15])
+    df = pd.DataFrame(
+        {
+            "design_id": "d",
+            "replication": range(4),
+            "method": "auto",
+            "term": "ai_share",
+            "estimate": est + np.array([0.01, -0.01, 0.02, 0.0]),
+            "std_error": 0.005,
+            "lower90": est - 0.012,
+            "upper90": est + 0.012,
+            "lower95": est - 0.015,
+            "upper95": est + 0.015,
+            "truth": est,
+            "converged": True,
+            "seconds": 0.0,
+            "error": "",
+            "chosen": ["bias-corrected", "bias-corrected", "bias-corrected -rollback_rate", "ml"],
+        }
+    )
+    s = summarize(df).iloc[0]
+    assert s["bias"] == pytest.approx(0.005) and s["truth_varies"]
+    assert s["truth"] == pytest.approx(est.mean())
+    assert s["coverage90"] == 1.0  # every interval holds its own truth (a single truth would cover half)
+    assert s["chosen"] == "bias-corrected 50%, bias-corrected -rollback_rate 25%, ml 25%"
+    md = summary_markdown(summarize(df))
+    assert "auto chose" in md and "(mean; varies)" in md

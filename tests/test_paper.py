@@ -55,7 +55,7 @@ def test_every_number_the_manuscript_asks_for_is_filled(quick):
     # keys of sections switched off by a flag may be absent; every other one must be there
     optional = ("study_paper.", "example.sav.", "example.truth.")
     if not doc["flags"].get("exog_run"):  # the exogeneity results switch their paragraph off when absent
-        optional += tuple(f"exog.{d}." for d in ("feedback", "selection", "heterogeneity", "mediator")) + (
+        optional += tuple(f"exog.{d}." for d in ("feedback", "selection", "heterogeneity", "mediator", "cohort")) + (
             "exog.n_met", "exog.neg_", "exog.cpu_", "exog.fits")  # fmt: skip
     missing = [k for k in keys if k not in doc["values"] and not k.startswith(optional)]
     assert missing == []
@@ -114,10 +114,10 @@ def test_the_exogeneity_study_is_in_the_quick_paper_when_its_summary_exists(quic
     if not summary.exists():
         return
     check = doc["tables"]["exog_check"]
-    assert [r[0] for r in check["rows"]] == ["feedback", "selection", "heterogeneity", "mediator"]
+    assert [r[0] for r in check["rows"]] == ["feedback", "selection", "heterogeneity", "mediator", "cohort"]
     assert all(r[-1] in ("meets", "fails") for r in check["rows"])
     assert doc["values"]["exog.n_met"] == str(sum(r[-1] == "meets" for r in check["rows"]))
-    assert len(doc["tables"]["exog_ai_share"]["rows"]) == 24
+    assert len(doc["tables"]["exog_ai_share"]["rows"]) == 5 * 8  # designs x methods of the grid file
     assert {"exog_ai_share", "exog_L1_cr_velocity"} <= set(doc["figures"])
     assert "| design | recommended method |" in (quick / "benchmarks-README.md").read_text()
     rep = (quick / "REPRODUCE.md").read_text()

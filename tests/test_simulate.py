@@ -337,3 +337,97 @@ def test_seeds_reproduce_runs():
 def test_bad_seed_is_a_clear_error(seed):
     with pytest.raises(CausalCTSError, match="seed="):
         simulate(10, 5, seed=seed)
+
+
+#: SHA-256 of the data and truth.teams columns of three simulations, taken before ``cohort_effect`` existed
+#: (task D, 2026-11-27): the new knob, left at 0, must leave every run bit for bit what it was.
+DEFAULT_DIGESTS = {
+    "default": (
+        dict(n_teams=30, n_weeks=12, seed=11),
+        "ab678c6cb9f677ee91fa84b316b713f9bdfac124fe766859ace1e090694e0c45",
+    ),
+    "knobs": (
+        dict(
+            n_teams=30,
+            n_weeks=12,
+            effect_sd=0.05,
+            selection=1.0,
+            feedback=1.0,
+            mediation=0.5,
+            effect_buildup=2.0,
+            missing_weeks=0.1,
+            unbalanced=0.2,
+            seed=12,
+        ),
+        "8178b62897baf5ec0df1e804c03426430f107a7903512554b7236bf40e6fa3ee",
+    ),
+    "count": (
+        dict(n_teams=30, n_weeks=12, outcome_model="count", seed=13),
+        "21a6384fdb62c4f5dfa64203962e7e03fe4195b60745c1f74e64d92e81822d80",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEFAULT_DIGESTS))
+def test_runs_without_a_cohort_effect_are_unchanged_bit_for_bit(case):
+    import hashlib
+
+    kwargs, expected = DEFAULT_DIGESTS[case]
+    sim = simulate(**kwargs)
+    h = hashlib.sha256()
+    for frame in (sim.data, sim.truth.teams):
+        for c in frame.columns:
+            h.update(c.encode())
+            h.update(np.ascontiguousarray(frame[c].to_numpy()).tobytes())
+    assert h.hexdigest() == expected
+    assert sim.truth.cohort_effect == 0.0
+
+
+def test_cohort_effect_ties_the_effect_to_the_adoption_cohort():
+    sim = simulate(300, 8, effect=0.1, cohort_effect=0.1, seed=3)
+    teams, t = sim.truth.teams, sim.truth
+    # gamma_i = 0.1 + 0.1 (1 - 2u), u the team's place in the rollout window (0.1 to 0.7 of the 8 weeks):
+    # exactly linear in the rollout start, decreasing: early adopters gain more
+    u = (teams["rollout_start"] / 8 - 0.1) / 0.6
+    np.testing.assert_allclose(teams["effect_cr_velocity"], 0.1 + 0.1 * (1 - 2 * u), atol=1e-12)  # float rounding
+    assert teams["effect_cr_velocity"].between(0.0, 0.2).all()
+    assert t.effect["cr_velocity"] == 0.1 and t.cohort_effect == 0.1
+    assert t.team_average_effect["cr_velocity"] == pytest.approx(teams["effect_cr_velocity"].mean(), abs=1e-15)
+    # u ~ U(0, 1): the team average is 0.1 within 3 SE (SE = 0.1 * 2 / sqrt(12) / sqrt(300) = 0.0033)
+    assert abs(t.team_average_effect["cr_velocity"] - 0.1) < 3 * 0.0033
+    # early adopters carry more of the exposure variation: the regression weighting lands above the ATE.
+    # Over 100 panels of this design its mean was 0.1314 (SD 0.0047); 0.115 is more than 3 SD below.
+    assert t.exposure_weighted_effect["cr_velocity"] > 0.115
+    early_less = simulate(300, 8, effect=0.1, cohort_effect=-0.1, seed=3).truth
+    assert early_less.exposure_weighted_effect["cr_velocity"] < 0.085  # the mirror image
+    # the truth's new fields are read-only like the rest
+    with pytest.raises(TypeError):
+        t.exposure_weighted_effect["cr_velocity"] = 0.0  # type: ignore[index]
+    json.dumps(t.to_dict())
+
+
+def test_exposure_weighted_effect_is_the_two_way_regression_coefficient():
+    """Without noise, the within (team and week) slope of y = gamma_i E_it on E_it is the weighted effect."""
+    sim = simulate(60, 10, effect=0.1, cohort_effect=0.08, effect_sd=0.03, missing_weeks=0.1, seed=5)
+    d = sim.data.merge(sim.truth.teams[["team", "effect_cr_velocity"]], on="team")
+    d["y"] = d["effect_cr_velocity"] * d["ai_share"]
+    # unbalanced after missing weeks: demean by team and week until converged
+    x, y = d["ai_share"].astype(float), d["y"].astype(float)
+    for _ in range(500):
+        x = x - x.groupby(d["team"]).transform("mean")
+        x = x - x.groupby(d["week"]).transform("mean")
+        y = y - y.groupby(d["team"]).transform("mean")
+        y = y - y.groupby(d["week"]).transform("mean")
+    slope = float((x * y).sum() / (x * x).sum())
+    assert slope == pytest.approx(sim.truth.exposure_weighted_effect["cr_velocity"], abs=1e-9)  # numerics only
+
+
+def test_homogeneous_effects_make_every_effect_measure_agree():
+    t = simulate(50, 10, effect=0.1, seed=2).truth
+    assert t.exposure_weighted_effect["cr_velocity"] == pytest.approx(0.1, abs=1e-12)
+    assert t.team_average_effect["cr_velocity"] == pytest.approx(0.1, abs=1e-12)
+
+
+def test_bad_cohort_effect_is_a_clear_error():
+    with pytest.raises(CausalCTSError, match="cohort_effect=nan must be a finite number"):
+        simulate(10, 5, cohort_effect=float("nan"), seed=1)

@@ -198,7 +198,7 @@ class BayesResults(EstimationResults):
         covariance, residual variance, log-likelihood and convergence; text, HTML and LaTeX."""
         from causalcts.results.summary import Summary
 
-        tables = [self._estimates_table(level)]
+        tables = [self._estimates_table(level), *self._checks_table()]
         if self.cov_re is not None:
             caption = "Random-effects covariance" + (" (posterior mean)" if self.is_posterior else "")
             tables.append((caption, self.cov_re))

@@ -194,10 +194,10 @@ def fit_auto(
     """Check exogeneity, fit the estimator the checks allow, and say why (``method="auto"``).
 
     Returns the main estimate's results with ``info["recommendation"]`` (the reasons, one string),
-    ``info["checks"]`` (the rows of :func:`~causalcts.diagnostics.check_exogeneity`), ``info["alternatives"]``
-    (with a dropped control: the estimate with every control) and the checks and the recommendation among
-    ``tests``, so that ``summary()`` prints them. :func:`~causalcts.diagnostics.exogeneity_table` reads the
-    checks back as a table.
+    ``info["checks"]`` (the rows of :func:`~causalcts.diagnostics.check_exogeneity`, also ``res.checks``: the
+    fits reuse them and run none of their own), ``info["alternatives"]`` (with a dropped control: the estimate
+    with every control) and the recommendation among ``tests``; ``summary()`` shows the checks' table and the
+    recommendation. :func:`~causalcts.diagnostics.exogeneity_table` reads the checks back as a table.
 
     Examples
     --------
@@ -227,7 +227,8 @@ def fit_auto(
         time_effects=time_effects,
         gmm_lags=gmm_lags,
     )
-    common = dict(entity=entity, time=time, time_effects=time_effects)
+    # the checks ran once, in recommend(): the fits reuse them instead of running their own (checks=False)
+    common = dict(entity=entity, time=time, time_effects=time_effects, checks=False)
     main = fit(rec.formula, data, method=rec.method, **common, **rec.options)
     alternatives = {}
     if rec.dropped:
@@ -249,18 +250,12 @@ def fit_auto(
         )
     text = str(rec)
     tests = dict(main.tests)
-    for variable, row in rec.checks.iterrows():
-        tests[f"exogeneity: {row['test']} {variable}"] = {
-            "statistic": float(row["statistic"]),
-            "df": str(row["df"]),
-            "pvalue": float(row["pvalue"]),
-            "verdict": str(row["verdict"]),
-        }
     tests["recommendation"] = {"method": rec.method, "why": text}
     info = {
         **dict(main.info),
         "recommendation": text,
         "checks": _records(rec.checks),
+        "checks_cluster": cluster or entity,
         "alternatives": alternatives,
         "auto": {"predetermined": list(rec.predetermined), "dropped": list(rec.dropped), "treatment": treatment},
     }

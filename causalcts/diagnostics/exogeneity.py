@@ -26,47 +26,28 @@ predetermined) are invalid.
 Verdicts, for every test: ``"fail"`` when :math:`p < 0.05`, ``"warn"`` when :math:`0.05 \le p < 0.10`,
 ``"pass"`` otherwise (:data:`THRESHOLDS`).
 
-The Wald tests use the CRV1 clustered covariance (``G/(G-1) (n-1)/(n-K)``, as the within estimator of
-:func:`causalcts.fit`) and :math:`F(q, G-1)` reference distributions, with :math:`G` the number of
-clusters and :math:`q` the number of tested coefficients.
+The Wald tests use the CRV1 clustered covariance of :func:`causalcts.inference.cluster.crv1`
+(``G/(G-1) (n-1)/(n-K)`` with fixest's count of K: the fixed effects nested in the clusters left out; the same
+covariance as the within estimator of :func:`causalcts.fit`) and :math:`F(q, G-1)` reference distributions,
+with :math:`G` the number of clusters and :math:`q` the number of tested coefficients. The computation lives in
+:mod:`causalcts.estimators.exogeneity`, which :func:`causalcts.fit` also runs, so that every dynamic-panel
+result carries the lead tests (``res.checks``) and shows them in its summary.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from causalcts.data.design import build_design
 from causalcts.data.formula import formula_spec, split_formula, split_top_level
-from causalcts.data.panel import Panel, lag_name
-from causalcts.errors import CausalCTSError, MissingColumnError, SpecificationError
-from causalcts.estimators.api import used_columns
-from causalcts.estimators.linear import check_not_absorbed, cluster_scale, within_transform
+from causalcts.data.panel import Panel
+from causalcts.errors import SpecificationError
+from causalcts.estimators.exogeneity import COLUMNS, THRESHOLDS, exogeneity_rows, regressors, verdict
 
 __all__ = ["COLUMNS", "THRESHOLDS", "check_exogeneity", "drop_terms", "exogeneity_table", "verdict"]
-
-#: p-value thresholds of the verdicts: below the first "fail", below the second "warn", otherwise "pass".
-THRESHOLDS = (0.05, 0.10)
-#: Columns of the tables returned by :func:`check_exogeneity` and :func:`exogeneity_table`.
-COLUMNS = ["test", "statistic", "df", "pvalue", "verdict", "coefficient", "detail"]
-
-
-def verdict(pvalue: float) -> str:
-    """``"fail"`` below 0.05, ``"warn"`` below 0.10, ``"pass"`` otherwise, ``"n/a"`` for a missing p-value.
-
-    Examples
-    --------
-    >>> from causalcts.diagnostics.exogeneity import verdict
-    >>> verdict(0.01), verdict(0.07), verdict(0.5)
-    ('fail', 'warn', 'pass')
-    """
-    if pvalue is None or not np.isfinite(pvalue):
-        return "n/a"
-    return "fail" if pvalue < THRESHOLDS[0] else "warn" if pvalue < THRESHOLDS[1] else "pass"
 
 
 def drop_terms(formula: str, variables: Sequence[str]) -> str:
@@ -84,77 +65,6 @@ def drop_terms(formula: str, variables: Sequence[str]) -> str:
     if not keep:
         raise SpecificationError(f"Dropping {list(variables)} leaves no regressor in {formula!r}.")
     return f"{lhs} ~ {' + '.join(keep)}"
-
-
-# ---------------------------------------------------------------------------------------------- the regression
-def _panel(data, entity, time, columns) -> tuple[Panel, pd.DataFrame | None]:
-    if isinstance(data, Panel):
-        return data, None
-    if not isinstance(data, pd.DataFrame):
-        raise CausalCTSError(f"data must be a DataFrame or a Panel, not {type(data).__name__}.")
-    missing = [c for c in (entity, time, *columns) if c not in data.columns]
-    if missing:
-        raise MissingColumnError(f"The checks use {missing}, not in the data; columns are {list(data.columns)}.")
-    return Panel(data, entity=entity, time=time, columns=columns), data
-
-
-def _cluster_codes(panel: Panel, frame: pd.DataFrame | None, cluster: str | None) -> np.ndarray:
-    if cluster is None or cluster == panel.entity:
-        return np.asarray(panel.entity_codes)
-    source = panel.data if cluster in panel.data.columns else frame
-    if source is None or cluster not in source.columns:
-        raise MissingColumnError(f"cluster={cluster!r} is not a column of the data.")
-    keys = pd.MultiIndex.from_frame(source[[panel.entity, panel.time]])
-    lookup = pd.Series(source[cluster].to_numpy(), index=keys)
-    here = pd.MultiIndex.from_frame(panel.data[[panel.entity, panel.time]])
-    values = lookup.reindex(here)
-    if values.isna().any():
-        raise SpecificationError(f"cluster={cluster!r} is missing for {int(values.isna().sum())} rows.")
-    return pd.factorize(values)[0]
-
-
-def _wald(formula: str, panel: Panel, clusters: np.ndarray, tested: list[str], time_effects: bool) -> dict:
-    """Within regression of ``formula``, clustered; joint Wald test of the coefficients named ``tested``."""
-    d = build_design(formula, panel)
-    ok = np.isfinite(d.y) & np.all(np.isfinite(d.X), axis=1)
-    y, X, codes, periods, cl = d.y[ok], d.X[ok], d.codes[ok], d.periods[ok], clusters[ok]
-    if len(y) <= X.shape[1] + len(np.unique(codes)):
-        raise SpecificationError(f"Too few rows ({len(y)}) for the check regression {formula!r}.")
-    M, absorbed = within_transform(np.column_stack([y, X]), codes, periods, time_effects)
-    yt, Xt = M[:, 0], M[:, 1:]
-    check_not_absorbed(X, Xt, d.names, "entity and period" if time_effects else "entity")
-    XtX_inv = np.linalg.inv(Xt.T @ Xt)
-    b = XtX_inv @ (Xt.T @ yt)
-    e = yt - Xt @ b
-    _, cl = np.unique(cl, return_inverse=True)
-    G = int(cl.max()) + 1
-    scores = np.column_stack([np.bincount(cl, weights=Xt[:, j] * e, minlength=G) for j in range(Xt.shape[1])])
-    n_ent = len(np.unique(codes))
-    V = XtX_inv @ (scores.T @ scores) @ XtX_inv * cluster_scale(len(y), Xt.shape[1] + (absorbed - n_ent) + 1, G)
-    idx = [d.names.index(t) for t in tested]
-    bt, Vt = b[idx], V[np.ix_(idx, idx)]
-    q = len(idx)
-    F = float(bt @ np.linalg.solve(Vt, bt)) / q
-    return {
-        "statistic": F,
-        "df": f"F({q}, {G - 1})",
-        "pvalue": float(stats.f.sf(F, q, G - 1)),
-        "coefficient": float(bt[0]),
-        "nobs": int(len(y)),
-    }
-
-
-def _row(variable: str, test: str, out: Mapping, detail: str) -> dict:
-    return {
-        "variable": variable,
-        "test": test,
-        "statistic": out["statistic"],
-        "df": out["df"],
-        "pvalue": out["pvalue"],
-        "verdict": verdict(out["pvalue"]),
-        "coefficient": out.get("coefficient", np.nan),
-        "detail": detail,
-    }
 
 
 def check_exogeneity(
@@ -211,44 +121,38 @@ def check_exogeneity(
     >>> table.loc["ai_share", "verdict"]
     'fail'
     """
-    fspec = formula_spec(formula)
-    dep = fspec.outcome
-    regressors = [v for v in dict.fromkeys(t.variable for t in fspec.terms) if v != dep]
-    if not isinstance(treatment, str) or treatment not in regressors:
-        raise SpecificationError(
-            f"treatment={treatment!r} is not a regressor of {formula!r}; its regressors are {regressors}."
-        )
-    if controls is None:
-        controls = [v for v in regressors if v != treatment]
-    else:
+    dep = formula_spec(formula).outcome
+    xs = regressors(formula)
+    if not isinstance(treatment, str) or treatment not in xs:
+        raise SpecificationError(f"treatment={treatment!r} is not a regressor of {formula!r}; its regressors are {xs}.")
+    if controls is not None:
         controls = [controls] if isinstance(controls, str) else list(controls)
         bad = [c for c in controls if c == treatment or c == dep]
         if bad:
             raise SpecificationError(f"controls may not name the treatment or the outcome: {bad}.")
-    columns = list(dict.fromkeys([*used_columns(formula, {}), *(c for c in controls if c not in fspec.variables)]))
-    panel, frame = _panel(data, entity, time, columns)
-    clusters = _cluster_codes(panel, frame, cluster)
-    rows = []
-    for x in regressors:
-        lead = lag_name(x, -1)
-        out = _wald(f"{formula} + F({x}, 1)", panel, clusters, [lead], time_effects)
-        rows.append(_row(x, "lead", out, f"coefficient of {lead} added to the within regression"))
-    for c in controls:
-        tested = [treatment, lag_name(treatment, 1)]
-        out = _wald(f"{c} ~ {treatment} + L({treatment}, 1)", panel, clusters, tested, time_effects)
-        rows.append(_row(c, "responds to treatment", out, f"{c} on {treatment} and its lag, team and week effects"))
+    rows = exogeneity_rows(
+        formula,
+        data,
+        entity=entity,
+        time=time,
+        treatment=treatment,
+        controls=controls,
+        cluster=cluster,
+        time_effects=time_effects,
+    )
     table = pd.DataFrame(rows).set_index("variable")
     if result is not None:
-        table = pd.concat([table, exogeneity_table(result)])
+        table = pd.concat([table, _gmm_table(result)])
     return table[COLUMNS]
 
 
 def exogeneity_table(res) -> pd.DataFrame:
     """The exogeneity evidence a fitted result carries, in the layout of :func:`check_exogeneity`.
 
-    For GMM results: each difference-in-Hansen test (one per instrument group), the Hansen test and the
-    Arellano-Bond AR(2) test. For results of :func:`causalcts.diagnostics.fit_auto`: the checks it ran.
-    Otherwise an empty table with the same columns.
+    First the checks the result carries (``res.checks``: the lead tests :func:`causalcts.fit` attaches to every
+    dynamic-panel result, or the checks :func:`causalcts.diagnostics.fit_auto` ran); then, for GMM results, each
+    difference-in-Hansen test (one per instrument group), the Hansen test and the Arellano-Bond AR(2) test.
+    An empty table with the same columns when there is none.
 
     Examples
     --------
@@ -258,11 +162,17 @@ def exogeneity_table(res) -> pd.DataFrame:
     ...                     predetermined=["ai_share"], gmm={"cr_velocity": (2, 4), "ai_share": (1, 3)},
     ...                     collapse=True)
     >>> causalcts.diagnostics.exogeneity_table(res).loc["ai_share", "test"].tolist()
-    ['difference-in-Hansen (transformed eq.)', 'difference-in-Hansen (levels eq.)']
+    ['lead', 'difference-in-Hansen (transformed eq.)', 'difference-in-Hansen (levels eq.)']
     """
-    info = getattr(res, "info", {}) or {}
-    if "checks" in info:
-        return pd.DataFrame(list(info["checks"])).set_index("variable")[COLUMNS]
+    carried = res.checks if isinstance(getattr(res, "checks", None), pd.DataFrame) else None
+    parts = [t[COLUMNS] for t in (carried, _gmm_table(res)) if t is not None and not t.empty]
+    if not parts:
+        return pd.DataFrame(columns=["variable", *COLUMNS]).set_index("variable")
+    return pd.concat(parts)
+
+
+def _gmm_table(res) -> pd.DataFrame:
+    """Difference-in-Hansen, Hansen and AR(2) rows of a GMM result's ``tests`` (empty for other results)."""
     rows = []
     for name, t in (getattr(res, "tests", {}) or {}).items():
         if name.startswith("diff-in-hansen: "):

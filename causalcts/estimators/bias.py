@@ -29,6 +29,35 @@ their correlation with the lagged outcome.
   iterated to a fixed point in :math:`\beta` and :math:`\sigma^2` (re-estimated from the corrected
   residuals). :math:`e_1` selects the lagged outcome, so the correction moves every coefficient
   correlated with it, the adoption effect included.
+
+  Its variance accounts for the correction (0.2 reported the within covariance, whose 90% intervals for the
+  persistence covered 0.74-0.79 at :math:`T = 8`). The estimate solves, with :math:`\hat\sigma^2`, the
+  stacked estimating equations summed over teams
+
+  .. math::
+
+      s_i = \tilde X_i'(\tilde y_i - \tilde X_i\theta) + e_1\,\sigma^2 h(\beta, T_i), \qquad
+      r_i = \tilde e_i'\tilde e_i - \sigma^2 d_i, \quad d_i = T_i\,\mathrm{dof}/n,
+
+  so (delta method; an M-estimator sandwich valid at fixed :math:`T` as :math:`N` grows) team :math:`i`'s
+  influence is :math:`\psi_i = -[J^{-1}(s_i, r_i)]_\theta` with the Jacobian
+
+  .. math::
+
+      J = \begin{pmatrix} -\tilde X'\tilde X + \sigma^2 \sum_i h'(\beta, T_i)\, e_1 e_1' & e_1 \sum_i h(\beta, T_i) \\
+      -2\,\tilde e'\tilde X & -\mathrm{dof} \end{pmatrix}.
+
+  The :math:`h'` term is the slope of the correction in :math:`\hat\beta` (about :math:`1/(T-1)` of the
+  estimate): the corrected estimate moves more than one for one with the within estimate, so its
+  variance is larger. The clustered covariance is :math:`c \sum_i \psi_i\psi_i'` with the within
+  estimator's CRV1 factor :math:`c` and :math:`t(G-1)` intervals; with :math:`h \equiv 0` it is exactly the
+  within CRV1 covariance. With ``cov="unadjusted"`` the meat is its value under homoskedastic normal
+  shocks: with :math:`L_i` the map from team :math:`i`'s shocks to its lagged outcome and :math:`M_i` the
+  within transformation (:math:`\operatorname{tr}(L_i'M_i) = -h(\beta, T_i)`),
+  :math:`\operatorname{Var}(\sum_i s_i) = \sigma^2\tilde X'\tilde X + \sigma^4 \sum_i
+  \operatorname{tr}((L_i'M_i)^2)\, e_1 e_1'`, :math:`\operatorname{Cov}(\sum_i s_i, \sum_i r_i) =
+  -2\sigma^4 \sum_i h(\beta, T_i)\, e_1` and :math:`\operatorname{Var}(\sum_i r_i) = 2\sigma^4 \mathrm{dof}`
+  (Gaussian quadratic forms; the period effects are left out of :math:`M_i`).
 """
 
 from __future__ import annotations
@@ -36,8 +65,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from causalcts.errors import SpecificationError, TooFewPeriodsError
-from causalcts.estimators.linear import within_ols, within_transform
+from causalcts.errors import EstimationError, SpecificationError, TooFewPeriodsError
+from causalcts.estimators.linear import cluster_scale, within_ols, within_transform
+from causalcts.inference.cluster import fixed_effects_dof
 from causalcts.results.base import EstimationResults
 
 __all__ = ["bias_corrected_within", "half_panel_jackknife", "nickell_bias"]
@@ -75,6 +105,14 @@ def _h(beta: float, T: np.ndarray) -> np.ndarray:
     if abs(1 - beta) < 1e-8:
         return (T - 1) / 2.0
     return (1.0 / (1.0 - beta)) * (1.0 - (1.0 - beta**T) / (T * (1.0 - beta)))
+
+
+def _dh(beta: float, T: np.ndarray) -> np.ndarray:
+    """Derivative of :func:`_h` in ``beta``; zero where the fixed point clips ``beta`` to +-0.99."""
+    if abs(beta) >= 0.99:
+        return np.zeros_like(T)
+    u = 1.0 - beta
+    return (1.0 + beta ** (T - 1)) / u**2 - 2.0 * (1.0 - beta**T) / (T * u**3)
 
 
 def half_panel_jackknife(
@@ -185,7 +223,21 @@ def bias_corrected_within(
     max_iter: int = 200,
     index=None,
 ) -> EstimationResults:
-    """Analytically bias-corrected within estimator for one lag of the outcome (module docstring)."""
+    """Analytically bias-corrected within estimator for one lag of the outcome (module docstring).
+
+    The covariance is the corrected estimator's own (delta method through the correction, module docstring):
+    clustered by entity with ``cov="robust"`` (t(G - 1) intervals), classical with ``cov="unadjusted"``;
+    ``info["within_std_errors"]`` keeps the within SEs for comparison. ``res.long_run(...)`` uses this
+    covariance.
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> sim = causalcts.simulate(n_teams=60, n_weeks=8, seed=1)
+    >>> res = causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="bias-corrected")
+    >>> bool(res.std_errors["L1.cr_velocity"] > res.info["within_std_errors"]["L1.cr_velocity"]), res.df_resid
+    (True, 59.0)
+    """
     if n_outcome_lags != 1:
         raise SpecificationError(
             "method='bias-corrected' supports exactly one lag of the outcome; use 'jackknife' or GMM for more."
@@ -202,21 +254,39 @@ def bias_corrected_within(
     dof = len(y) - Xt.shape[1] - absorbed
     theta = full.params.to_numpy().copy()
     theta_w = theta.copy()
-    for _ in range(max_iter):
-        beta = float(np.clip(theta[j], -0.99, 0.99))
-        e = yt - Xt @ theta
-        sigma2 = float(e @ e) / dof
-        bias_num = -sigma2 * float(_h(beta, Ti).sum())
-        new = theta_w - XtX_inv[:, j] * bias_num
-        if np.max(np.abs(new - theta)) < 1e-12:
+    converged = False
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(max_iter):
+            beta = float(np.clip(theta[j], -0.99, 0.99))
+            e = yt - Xt @ theta
+            sigma2 = float(e @ e) / dof
+            bias_num = -sigma2 * float(_h(beta, Ti).sum())
+            new = theta_w - XtX_inv[:, j] * bias_num
+            if not np.all(np.isfinite(new)):
+                break
+            if np.max(np.abs(new - theta)) < 1e-12:
+                theta, converged = new, True
+                break
             theta = new
-            break
-        theta = new
+    if not converged or not abs(theta[j]) < 1:
+        raise EstimationError(
+            f"The iterated bias correction of {outcome_lags[0]} did not converge (within estimate "
+            f"{theta_w[j]:.4g}; the iteration {'diverged' if not np.all(np.isfinite(theta)) else 'left (-1, 1)'} "
+            f"within {max_iter} steps). The correction assumes strictly exogenous regressors: run "
+            "causalcts.check_exogeneity (adoption that reacts to past outcomes breaks it) and use method='ml' or "
+            "GMM with predetermined=[...], or the half-panel jackknife."
+        )
+    e = yt - Xt @ theta
+    sigma2 = float(e @ e) / dof
+    V = _bias_corrected_cov(Xt, e, cidx, Ti, j, float(theta[j]), sigma2, dof, cov)
+    if cov == "robust":  # the within estimator's CRV1 factor, K counted by fixest's rule
+        effects = [codes, periods] if time_effects else [codes]
+        V = V * cluster_scale(len(y), Xt.shape[1] + fixed_effects_dof(effects, codes), len(Ti))
     params = pd.Series(theta, index=names)
     return EstimationResults(
         params=params,
-        std_errors=full.std_errors,
-        cov=full.cov,
+        std_errors=pd.Series(np.sqrt(np.diag(V)), index=list(names)),
+        cov=pd.DataFrame(V, index=list(names), columns=list(names)),
         nobs=full.nobs,
         n_entities=full.n_entities,
         method="bias-corrected",
@@ -225,7 +295,60 @@ def bias_corrected_within(
         dist=full.dist,
         df_resid=full.df_resid,
         outcome_lags=outcome_lags,
-        info={"within": full.params.to_dict(), "sigma2": sigma2},
-        resid=None if index is None else pd.Series(yt - Xt @ theta, index=index),
-        fitted=None if index is None else pd.Series(y - (yt - Xt @ theta), index=index),
+        info={
+            "within": full.params.to_dict(),
+            "sigma2": sigma2,
+            "within_std_errors": full.std_errors.to_dict(),
+            "variance": "delta method through the bias correction, clustered by entity"
+            if cov == "robust"
+            else "delta method through the bias correction, classical",
+        },
+        resid=None if index is None else pd.Series(e, index=index),
+        fitted=None if index is None else pd.Series(y - e, index=index),
     )
+
+
+def _lag_score_excess(beta: float, T: np.ndarray) -> np.ndarray:
+    """``tr((L'M)^2)`` per team: the Gaussian score variance of the lagged outcome beyond ``sigma^2 y~_{-1}'y~_{-1}``.
+
+    ``L`` maps the team's shocks to its lagged outcome (``L[t, s] = beta^(t-1-s)``, ``s < t``) and ``M`` removes
+    the team mean; ``tr(L'M) = -h(beta, T)`` (the Nickell term) and ``Var(y~_{-1}'e~) = sigma^4 (tr((L'M)^2) +
+    tr(L'ML)) + sigma^2 E[...]`` for normal shocks, of which ``sigma^2 y~_{-1}'y~_{-1}`` holds all but the first.
+    """
+    out = np.empty_like(T)
+    for size in np.unique(T):
+        t = np.arange(int(size))
+        lag = t[:, None] - 1 - t[None, :]
+        L = np.where(lag >= 0, beta ** np.maximum(lag, 0), 0.0)
+        A = L.T - L.T.mean(axis=1, keepdims=True)  # L' M
+        out[T == size] = float(np.sum(A * A.T))
+    return out
+
+
+def _bias_corrected_cov(Xt, e, cidx, Ti, j, beta, sigma2, dof, cov) -> np.ndarray:
+    """Unscaled covariance of the corrected estimate from its stacked estimating equations (module docstring)."""
+    n, k = Xt.shape
+    b = float(np.clip(beta, -0.99, 0.99))
+    h, dh = _h(b, Ti), _dh(beta, Ti)
+    J = np.zeros((k + 1, k + 1))
+    J[:k, :k] = -(Xt.T @ Xt)
+    J[j, j] += sigma2 * float(dh.sum())
+    J[j, k] = float(h.sum())
+    J[k, :k] = -2.0 * (e @ Xt)
+    J[k, k] = -float(dof)
+    J_inv = np.linalg.inv(J)
+    if cov == "unadjusted":
+        meat = np.zeros((k + 1, k + 1))
+        meat[:k, :k] = sigma2 * (Xt.T @ Xt)
+        meat[k, k] = 2.0 * sigma2**2 * dof
+        meat[j, j] += sigma2**2 * float(_lag_score_excess(b, Ti).sum())
+        meat[j, k] = meat[k, j] = -2.0 * sigma2**2 * float(h.sum())
+        return (J_inv @ meat @ J_inv.T)[:k, :k]
+    G = len(Ti)
+    scores = np.empty((G, k + 1))
+    for col in range(k):
+        scores[:, col] = np.bincount(cidx, weights=Xt[:, col] * e, minlength=G)
+    scores[:, j] += sigma2 * h
+    scores[:, k] = np.bincount(cidx, weights=e * e, minlength=G) - sigma2 * Ti * dof / n
+    psi = -scores @ J_inv[:k, :].T
+    return psi.T @ psi

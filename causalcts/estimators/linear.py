@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from causalcts.data.panel import check_full_rank
 from causalcts.errors import CollinearityError
+from causalcts.inference.cluster import crv1, small_sample_factor
 from causalcts.results.base import EstimationResults
 
 __all__ = ["check_not_absorbed", "cluster_scale", "pooled_ols", "within_ols", "within_transform"]
@@ -55,7 +56,10 @@ def within_transform(
     delta = np.linalg.pinv(G, rcond=1e-12, hermitian=True) @ R  # P x k
     team_mean_delta = (C @ delta) / Ti[:, None]
     out = out - (delta[pidx] - team_mean_delta[codes])
-    absorbed += int(np.linalg.matrix_rank(G, hermitian=True))
+    # rank of D~'D~: its zero eigenvalues (one per connected component of teams and periods) come out of the
+    # eigensolver as round-off of the size eps * n_t.max() * P, above numpy's default cut-off on balanced panels
+    # (rank one too high: 150 x 8 gave an SE ratio of 1.00056 against pyfixest); a relative 1e-9 separates them
+    absorbed += int(np.linalg.matrix_rank(G, tol=1e-9 * float(n_t.max()), hermitian=True))
     return out, absorbed
 
 
@@ -66,23 +70,19 @@ def _ols(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return beta, y - X @ beta, XtX_inv
 
 
-def _cluster_meat(X: np.ndarray, e: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    n_g = int(codes.max()) + 1
-    scores = np.column_stack([np.bincount(codes, weights=X[:, j] * e, minlength=n_g) for j in range(X.shape[1])])
-    return scores.T @ scores
-
-
-def _covariance(X, e, XtX_inv, codes, cov, dof):
+def _covariance(X, e, XtX_inv, codes, cov, dof, fixed_effects=()):
+    """Classical ``sigma^2 (X'X)^-1``, or CRV1 by ``codes`` (:func:`causalcts.inference.cluster.crv1`, the one
+    implementation: fixest's small-sample factor, K counting the regressors and the ``fixed_effects`` that are
+    not nested in the clusters)."""
     if cov == "unadjusted":
         sigma2 = float(e @ e) / dof
         return sigma2 * XtX_inv
-    _, codes = np.unique(codes, return_inverse=True)
-    return XtX_inv @ _cluster_meat(X, e, codes) @ XtX_inv
+    return np.array(crv1(X, e, codes, bread=XtX_inv, fixed_effects=fixed_effects).cov)
 
 
 def cluster_scale(n: int, n_params: int, n_clusters: int) -> float:
-    """CRV1 small-sample factor ``G/(G-1) (n-1)/(n-K)`` of Stata's ``vce(cluster)`` and fixest/pyfixest."""
-    return n_clusters / (n_clusters - 1) * (n - 1) / (n - n_params)
+    """CRV1 small-sample factor ``G/(G-1) (n-1)/(n-K)`` (:func:`causalcts.inference.cluster.small_sample_factor`)."""
+    return small_sample_factor(n, n_params, n_clusters)
 
 
 def check_not_absorbed(X: np.ndarray, Xt: np.ndarray, names, effects: str) -> None:
@@ -124,10 +124,8 @@ def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_ent
     check_full_rank(pd.DataFrame(Z, columns=all_names))
     beta, e, XtX_inv = _ols(y, Z)
     dof = len(y) - Z.shape[1]
-    V = _covariance(Z, e, XtX_inv, codes, cov, dof)
+    V = _covariance(Z, e, XtX_inv, codes, cov, dof)  # clustered: K = the columns of Z (constant, period dummies)
     n_g = len(np.unique(codes))
-    if cov == "robust":
-        V = V * cluster_scale(len(y), Z.shape[1], n_g)
     k = len(names) + 1
     idx = list(range(len(names))) + [len(names)]
     keep = [all_names[i] for i in idx]
@@ -154,9 +152,10 @@ def pooled_ols(y, X, names, codes, periods, *, time_effects, cov, formula, n_ent
 def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outcome_lags, method="within", index=None):
     """Within (fixed effects) estimator; two-way when ``time_effects``.
 
-    Clustered covariance: CRV1 ``G/(G-1) (n-1)/(n-K)`` where K counts the regressors, the intercept and the
-    period effects but not the entity effects, which are nested in the entity clusters (fixest's
-    ``fixef.K="nested"``; Stata ``xtreg, fe vce(cluster)`` for one-way effects); t(G - 1) intervals.
+    Clustered covariance: CRV1 ``G/(G-1) (n-1)/(n-K)`` from :func:`causalcts.inference.cluster.crv1`, where K
+    counts the regressors and the fixed effects by fixest's rule (``fixef.K="nested"``): the P period effects
+    count P - 1, the entity effects, nested in the entity clusters, count 1 (Stata ``xtreg, fe vce(cluster)``
+    for one-way effects); t(G - 1) intervals. K does not depend on the numerical rank of the absorbed effects.
     ``resid`` is the within-transformed residual, which equals the dummy-variable regression's residual;
     ``fitted`` is ``y - resid`` in levels, effects included.
     """
@@ -170,10 +169,9 @@ def within_ols(y, X, names, codes, periods, *, time_effects, cov, formula, outco
         raise CollinearityError(f"After removing team{' and week' if time_effects else ''} effects: {err}") from None
     beta, e, XtX_inv = _ols(yt, Xt)
     dof = len(y) - Xt.shape[1] - absorbed
-    V = _covariance(Xt, e, XtX_inv, codes, cov, dof)
+    effects = [codes, periods] if time_effects else [codes]
+    V = _covariance(Xt, e, XtX_inv, codes, cov, dof, fixed_effects=effects)
     n_ent = len(np.unique(codes))
-    if cov == "robust":
-        V = V * cluster_scale(len(y), Xt.shape[1] + (absorbed - n_ent) + 1, n_ent)
     return EstimationResults(
         params=pd.Series(beta, index=names),
         std_errors=pd.Series(np.sqrt(np.diag(V)), index=names),

@@ -21,9 +21,12 @@ analytic gradient are :mod:`causalcts.models.sem` (shared with the Bayesian twin
 ``predetermined=``). The fit function is
 ``F = log|Sigma| + tr(S Sigma^-1) + (m - mu)' Sigma^-1 (m - mu) - log|S| - p``; it is minimised by
 L-BFGS with its analytic gradient, then polished by Newton steps on the Hessian, which is the
-finite-difference Jacobian of the analytic gradient. Standard errors are from the observed information
-(``cov="unadjusted"``, the default, as ``xtdpdml``) or the sandwich with per-entity scores
-(``cov="robust"``).
+finite-difference Jacobian of the analytic gradient. On complete data without time-invariant regressors
+(``info["concentrated"]``), F is first concentrated in closed form on the coefficients and error variances
+(:class:`causalcts.models.sem.Profile`): the same maximum, in seconds on long panels with controls. Standard
+errors are from the observed information (``cov="unadjusted"``, the default, as ``xtdpdml``) or the sandwich
+with per-entity scores (``cov="robust"``); on the concentrated path, from the profile Hessian (the Schur
+complement of the full one) and each entity's score along the profile.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ from causalcts.models.sem import (
     build_wide,
     entity_scores,
     maximise_likelihood,
+    maximise_profile,
     missingness_patterns,
     objective,
     one_blas_thread,
     original_map,
+    profile_covariance,
+    profile_layout,
     saturated_fit,
     start_values,
     wave_labels,
@@ -158,11 +164,19 @@ def fit_ml(
             f"has {N} entities; it needs more entities than variables."
         )
     patterns = missingness_patterns(Z)
+    # complete data without time-invariant regressors: the likelihood concentrated in closed form on the
+    # coefficients and error variances (sem.Profile), the same maximum and standard errors at a fraction of the cost
+    profile = profile_layout(wide, patterns)
     with one_blas_thread():  # small matrices: BLAS threads only contend (50 times slower on a busy machine)
-        theta, f, H, g, opt = maximise_likelihood(wide, patterns, N)
-        info_matrix = 0.5 * N * H
+        if profile is not None:
+            theta, f, H, g, opt, phi = maximise_profile(profile, wide, patterns, N)
+        else:
+            theta, f, H, g, opt = maximise_likelihood(wide, patterns, N)
         try:
-            V = np.linalg.inv(info_matrix)
+            if profile is not None:
+                cols, V = profile_covariance(profile, Z, phi, theta, H, robust=cov == "robust")
+            else:
+                cols, V = np.arange(layout.n_params), np.linalg.inv(0.5 * N * H)
         except np.linalg.LinAlgError:
             raise CausalCTSError(
                 "The ML-SEM information matrix is singular: a parameter is not identified (too few waves or entities "
@@ -177,13 +191,13 @@ def fit_ml(
             stacklevel=3,
         )
     Sigma, mu, parts = layout.moments(theta)
-    if cov == "robust":
+    if cov == "robust" and profile is None:
         with one_blas_thread():
             scores = entity_scores(Sigma, mu, Z, patterns, layout, parts, N)
             V = V @ (scores.T @ scores) @ V
     J, off = original_map(wide, theta)
     est = J @ theta + off
-    V_out = J @ V @ J.T
+    V_out = J[:, cols] @ V @ J[:, cols].T
     se = np.sqrt(np.maximum(np.diag(V_out), 0.0))
     k = layout.n_coef
     names = layout.coef_names
@@ -245,6 +259,7 @@ def fit_ml(
         "max_abs_gradient": float(np.max(np.abs(g))),
         "iterations": int(opt.nit),
         "missing_patterns": len(patterns),
+        "concentrated": profile is not None,
     }
     info["predetermined"] = sorted({layout.columns[i][0] for i in layout.ue[0].tolist()})
     spec = {

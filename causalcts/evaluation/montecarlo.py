@@ -11,6 +11,24 @@ Grids ship with the package (``causalcts/evaluation/grids/<name>.toml``: ``smoke
 ``headline``) and are read with :mod:`importlib.resources`, so they load from a wheel as from a
 checkout; their method names are checked against the methods :func:`causalcts.fit` knows.
 
+A method entry holds keyword arguments of :func:`causalcts.fit`, and may also carry
+
+* ``formula = "..."``: its own model instead of the grid's (e.g. without a mediator control, to estimate
+  the total effect beside the direct one);
+* ``method = "auto"`` (with ``treatment = "..."`` and any other keyword of
+  :func:`causalcts.diagnostics.fit_auto`): the recommended path itself, checks and all. The estimate is the
+  recommendation's main estimate and the ``chosen`` column records the path it took (``"bias-corrected"``,
+  ``"ml"``, ... followed by ``" -rollback_rate"`` for each control it dropped), so the summary can say how
+  often each path was taken.
+
+The truth of the treatment's coefficient follows the model that was fitted: the direct effect
+(``Truth.effect``) when the mediator the simulator moves (``rollback_rate``, knob ``mediation``) is among
+the regressors, else the total effect (``Truth.total_effect``, equal to the direct one when
+``mediation = 0``).
+
+A cell's file holds every method fitted to its panel; when methods are added to a grid, a rerun fits only
+the methods a cell's file lacks (same panel, same seeds) and adds their rows, so finished fits are kept.
+
 Results are a tidy table (one row per design, replication, method and term) with the estimate,
 standard error, 90 and 95 percent intervals, truth, convergence flag, seconds, error message and the
 package's own warnings raised by the fit (``DataWarning``, ``InstrumentWarning``,
@@ -57,6 +75,8 @@ from scipy import stats
 
 from causalcts import registry
 from causalcts.api import fit
+from causalcts.data.formula import formula_spec
+from causalcts.diagnostics import fit_auto
 from causalcts.errors import CausalCTSError, ConvergenceWarning, DataWarning, InstrumentWarning, SpecificationError
 from causalcts.simulate import simulate
 
@@ -92,7 +112,13 @@ RESULT_COLUMNS = [
     "seconds",
     "error",
     "warnings",
+    "chosen",
 ]
+#: Method name of a grid entry that runs :func:`causalcts.diagnostics.fit_auto` (the recommended path).
+AUTO = "auto"
+#: The control the simulator's ``mediation`` knob moves: with it in the model the treatment's truth is the
+#: direct effect, without it the total effect.
+MEDIATOR = "rollback_rate"
 
 
 @dataclass(frozen=True)
@@ -137,17 +163,43 @@ def known_methods() -> tuple[str, ...]:
     return registry.names()
 
 
+def _check_auto(name: str, kw: dict, where: str) -> None:
+    """A ``method = "auto"`` entry names its treatment and only keywords :func:`fit_auto` takes."""
+    allowed = set(inspect.signature(fit_auto).parameters) - {"formula", "data"}
+    unknown = sorted(set(kw) - allowed - {"method", "formula"})
+    if unknown:
+        raise SpecificationError(
+            f"Grid {where}: [methods] {name} (method = 'auto', causalcts.diagnostics.fit_auto) does not take "
+            f"{unknown}; it takes {sorted(allowed | {'formula'})}."
+        )
+    if not isinstance(kw.get("treatment"), str):
+        raise SpecificationError(
+            f'Grid {where}: [methods] {name} (method = "auto") needs treatment = "<column>", the regressor whose '
+            "exogeneity fit_auto checks."
+        )
+
+
 def _check_methods(methods: dict, where: str) -> None:
-    """Each grid method names a registered method and only options that method takes."""
+    """Each grid method names a registered method (or ``auto``) and only options that method takes."""
     for name, kw in methods.items():
         if not isinstance(kw, dict) or "method" not in kw:
             raise SpecificationError(f'Grid {where}: [methods] {name} needs a method, e.g. {{ method = "within" }}.')
+        if "formula" in kw:
+            try:
+                formula_spec(kw["formula"]) if isinstance(kw["formula"], str) else None
+            except CausalCTSError as err:
+                raise SpecificationError(f"Grid {where}: [methods] {name}: formula: {err}") from None
+            if not isinstance(kw["formula"], str):
+                raise SpecificationError(f"Grid {where}: [methods] {name}: formula must be a string.")
+        if kw["method"] == AUTO:
+            _check_auto(name, kw, where)
+            continue
         if kw["method"] not in known_methods():
             raise SpecificationError(
                 f"Grid {where}: [methods] {name} has method = {kw['method']!r}, which causalcts.fit does not know; "
                 f"choose one of {', '.join(known_methods())}."
             )
-        options = {k: v for k, v in kw.items() if k != "method" and k not in registry.COMMON_KEYWORDS}
+        options = {k: v for k, v in kw.items() if k not in ("method", "formula") and k not in registry.COMMON_KEYWORDS}
         try:
             registry.check_options(kw["method"], options)
         except CausalCTSError as err:
@@ -238,11 +290,17 @@ def cell_seed(grid_seed: int, design: dict, replication: int) -> np.random.SeedS
     )
 
 
-def truth_of(term: str, outcome: str, truth) -> float:
-    """True value of a term of the dynamic model: the outcome's lag, the adoption share, or a covariate."""
+def truth_of(term: str, outcome: str, truth, formula: str | None = None) -> float:
+    """True value of a term of the dynamic model: the outcome's lag, the adoption share, or a covariate.
+
+    The adoption share's truth is the direct effect when ``formula`` (the model fitted; None: assume it
+    does) holds the mediator ``rollback_rate``, and the total effect when it does not.
+    """
     if term == f"L1.{outcome}":
         return float(truth.persistence[outcome])
     if term == "ai_share":
+        if formula is not None and MEDIATOR not in {t.variable for t in formula_spec(formula).terms}:
+            return float(truth.total_effect[outcome])
         return float(truth.effect[outcome])
     if term in truth.covariate_effects:
         return float(truth.covariate_effects[term])
@@ -284,8 +342,24 @@ def _estimates(res, terms: tuple[str, ...]) -> list[dict]:
     ]
 
 
-def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
-    """Simulate one panel and fit every method; one row per method and term.
+def _chosen(res) -> str:
+    """The path :func:`fit_auto` took: its method, then ``-<control>`` for each control it dropped."""
+    dropped = res.info.get("auto", {}).get("dropped", [])
+    return " ".join([res.method, *(f"-{c}" for c in dropped)])
+
+
+def _fit_method(kw: dict, formula: str, data: pd.DataFrame):
+    """Fit one grid method entry (``auto``: :func:`fit_auto`); the results and the path chosen."""
+    if kw.get("method") == AUTO:
+        res = fit_auto(formula, data, **{k: v for k, v in kw.items() if k != "method"})
+        return res, _chosen(res)
+    if "checks" in inspect.signature(fit).parameters:  # the grid runs its own checks (method "auto")
+        kw = {"checks": False, **kw}
+    return fit(formula, data, **kw), ""
+
+
+def run_cell(grid: Grid, design: dict, replication: int, methods: list[str] | None = None) -> pd.DataFrame:
+    """Simulate one panel and fit every method (or those named in ``methods``); one row per method and term.
 
     Failed fits are recorded (``error``), and so are the package's own warnings raised while
     simulating and fitting (``warnings``: one ``Category: message`` per line, empty if none). Other
@@ -301,14 +375,19 @@ def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
     sim_warnings = [f"simulate: {w}" for w in _recorded(caught)]
     rows: list[dict[str, Any]] = []
     for name, kw in grid.methods.items():
+        if methods is not None and name not in methods:
+            continue
         kw = dict(kw)
+        formula = kw.pop("formula", grid.formula)
         if kw.get("method") == "bayes":
             kw.setdefault("seed", fit_seed)
         t0 = time.perf_counter()
+        chosen, fitted_formula = "", formula
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                fitted, error = _estimates(fit(grid.formula, sim.data, **kw), grid.terms), ""
+                res, chosen = _fit_method(kw, formula, sim.data)
+                fitted, error, fitted_formula = _estimates(res, grid.terms), "", res.formula
             except Exception as err:  # a failed fit is a result, not a crash
                 fitted = [{"term": term, **FAILED} for term in grid.terms]
                 error = f"{type(err).__name__}: {err}"
@@ -317,12 +396,14 @@ def run_cell(grid: Grid, design: dict, replication: int) -> pd.DataFrame:
             "seconds": time.perf_counter() - t0,
             "error": error,
             "warnings": "\n".join(sim_warnings + _recorded(caught)),
+            "chosen": chosen,
         }
-        rows.extend({**extra, **r} for r in fitted)
-    out = pd.DataFrame(rows)
+        rows.extend(
+            {**extra, **r, "truth": truth_of(r["term"], grid.outcome, sim.truth, fitted_formula)} for r in fitted
+        )
+    out = pd.DataFrame(rows, columns=[c for c in RESULT_COLUMNS if c not in ("design_id", "replication")])
     out.insert(0, "replication", replication)
     out.insert(0, "design_id", design_id(design))
-    out["truth"] = [truth_of(t, grid.outcome, sim.truth) for t in out["term"]]
     for k, v in design.items():
         out[k] = v if not isinstance(v, (dict, list, tuple)) else json.dumps(v)
     return out[RESULT_COLUMNS + [k for k in design if k not in RESULT_COLUMNS]]
@@ -332,10 +413,23 @@ def _cell_path(out_dir: Path, did: str, rep: int) -> Path:
     return out_dir / "cells" / f"{did}_r{rep:05d}.parquet"
 
 
-def _run_and_save(grid: Grid, design: dict, rep: int, out_dir: str) -> str:
-    df = run_cell(grid, design, rep)
+def _missing_methods(path: Path, grid: Grid) -> list[str]:
+    """Methods of ``grid`` that the cell file at ``path`` lacks (every method when there is no file)."""
+    if not path.exists():
+        return list(grid.methods)
+    done = set(pd.read_parquet(path, columns=["method"])["method"])
+    return [m for m in grid.methods if m not in done]
+
+
+def _run_and_save(grid: Grid, design: dict, rep: int, out_dir: str, methods: list[str] | None = None) -> str:
+    """Fit ``methods`` (default: all) in one cell; add their rows to the cell's file, keeping the rows there."""
+    df = run_cell(grid, design, rep, methods)
     path = _cell_path(Path(out_dir), design_id(design), rep)
-    df.to_parquet(path, index=False)
+    if path.exists():
+        df = pd.concat([pd.read_parquet(path), df], ignore_index=True)
+    tmp = path.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)  # atomic: an interrupted run never leaves half a cell
     return str(path)
 
 
@@ -379,8 +473,12 @@ def run_grid(
             default=str,
         )
     )
+    # replication by replication across the designs, so a run stopped early has every design at the same depth
     todo = [
-        (d, r) for d in grid.designs for r in range(grid.replications) if not _cell_path(out, design_id(d), r).exists()
+        (d, r, missing)
+        for r in range(grid.replications)
+        for d in grid.designs
+        if (missing := _missing_methods(_cell_path(out, design_id(d), r), grid))
     ]
     bar = None
     if progress and todo:
@@ -390,13 +488,13 @@ def run_grid(
     if todo and engine == "local":
         n = workers or min(len(todo), __import__("os").cpu_count() or 1)
         if n == 1:
-            for d, r in todo:
-                _run_and_save(grid, d, r, str(out))
+            for d, r, m in todo:
+                _run_and_save(grid, d, r, str(out), m)
                 bar and bar.update()
         else:
             # spawn, not fork: forking a process that holds threads (JAX, BLAS, numba) can deadlock
             with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_run_and_save, grid, d, r, str(out)) for d, r in todo]
+                futures = [pool.submit(_run_and_save, grid, d, r, str(out), m) for d, r, m in todo]
                 for f in as_completed(futures):
                     f.result()
                     bar and bar.update()
@@ -411,7 +509,7 @@ def run_grid(
             cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         try:
-            dask_futures = [client.submit(_run_and_save, grid, d, r, str(out), pure=False) for d, r in todo]
+            dask_futures = [client.submit(_run_and_save, grid, d, r, str(out), m, pure=False) for d, r, m in todo]
             for f in dask_completed(dask_futures):
                 f.result()
                 bar and bar.update()
@@ -471,13 +569,32 @@ def _design_labels(results: pd.DataFrame, design_cols: list[str]) -> tuple[dict,
     return labels, shared
 
 
+def _chosen_shares(g: pd.DataFrame) -> str:
+    """How often each path was chosen among a group's fits, most frequent first ("" when none recorded)."""
+    if "chosen" not in g:
+        return ""
+    chosen = g["chosen"].fillna("")
+    chosen = chosen[chosen != ""]
+    if chosen.empty:
+        return ""
+    shares = chosen.value_counts(normalize=True, sort=False).sort_index().sort_values(ascending=False, kind="stable")
+    return ", ".join(
+        f"{path} {share:.0%}" if share >= 0.01 else f"{path} {share:.1%}" for path, share in shares.items()
+    )
+
+
 def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) -> pd.DataFrame:
     """Performance measures with Monte Carlo standard errors per design, method and term (module docstring).
 
     Besides the measures, each row has ``design`` (a readable label of the knobs that differ between
     designs), ``mean`` (the mean estimate, beside ``truth``), and ``warned_share`` and
     ``<category>_share`` (share of replications whose fit raised any of the package's warnings, and
-    each category of them).
+    each category of them), and ``chosen`` (for ``method = "auto"``: how often each path was taken, e.g.
+    ``"bias-corrected 97%, ml 3%"``; empty for other methods).
+
+    Each replication's estimate is compared with its own truth (``auto`` may fit the model with or without
+    the mediator, whose truths differ); ``truth`` shows it when it is the same in every replication and
+    its mean otherwise (``truth_varies``).
     """
     design_cols = design_cols or [c for c in results.columns if c not in RESULT_COLUMNS]
     labels, shared = _design_labels(results, design_cols) if design_cols else ({}, [])
@@ -487,7 +604,8 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
     for key, g in results.groupby(["design_id", "method", "term"], sort=True):
         ok = g[np.isfinite(g["estimate"]) & np.isfinite(g["std_error"])]
         n = len(ok)
-        truth = float(g["truth"].iloc[0])
+        truths = (ok if n else g)["truth"]
+        truth = float(truths.iloc[0]) if truths.nunique() <= 1 else float(truths.mean())
         note = notes.loc[g.index]
         base = {
             "design_id": key[0],
@@ -499,6 +617,8 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
             "n_failed": int(len(g) - n),
             "converged_share": float(g["converged"].mean()),
             "warned_share": float((note != "").mean()),
+            "truth_varies": bool(truths.nunique() > 1),
+            "chosen": _chosen_shares(g),
         }
         for cat in RECORDED_WARNINGS:
             base[f"{cat.__name__}_share"] = float(note.str.contains(f"{cat.__name__}:", regex=False).mean())
@@ -507,7 +627,8 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
             rows.append(base)
             continue
         est, se = ok["estimate"].to_numpy(), ok["std_error"].to_numpy()
-        err = est - truth
+        truth_rows = ok["truth"].to_numpy()
+        err = est - truth_rows
         bias = err.mean()
         emp = est.std(ddof=1)
         mod = np.sqrt(np.mean(se**2))
@@ -515,8 +636,8 @@ def summarize(results: pd.DataFrame, *, design_cols: list[str] | None = None) ->
         mse = sq.mean()
         rmse = np.sqrt(mse)
         mse_mcse = np.sqrt(((sq - mse) ** 2).sum() / (n * (n - 1)))
-        cov90 = ((ok["lower90"] <= truth) & (truth <= ok["upper90"])).mean()
-        cov95 = ((ok["lower95"] <= truth) & (truth <= ok["upper95"])).mean()
+        cov90 = ((ok["lower90"] <= truth_rows) & (truth_rows <= ok["upper90"])).mean()
+        cov95 = ((ok["lower95"] <= truth_rows) & (truth_rows <= ok["upper95"])).mean()
         rej = (np.abs(est / se) > z).mean()
         base.update(
             {
@@ -571,12 +692,17 @@ TABLE_MEASURES = {
 }
 
 
+def _is_true(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
 def summary_table(summary: pd.DataFrame, *, measures: list[str] | None = None, digits: int = 3) -> pd.DataFrame:
     """The summary as a researcher reads it: one row per design, method and term, truth beside the mean.
 
     Columns: ``design`` (readable parameters), ``method``, ``term``, ``n`` (successful replications,
     ``+k failed`` when some failed), ``truth``, then each measure as ``value (MCSE)``, and
-    ``warned`` (share of fits that raised a causalcts warning) when any did.
+    ``warned`` (share of fits that raised a causalcts warning) when any did, and ``auto chose`` (the paths
+    ``method = "auto"`` took) when the grid has such a method.
 
     Examples
     --------
@@ -596,13 +722,15 @@ def summary_table(summary: pd.DataFrame, *, measures: list[str] | None = None, d
             "method": r["method"],
             "term": r["term"],
             "n": n,
-            "truth": _fmt(r["truth"]),
+            "truth": _fmt(r["truth"]) + (" (mean; varies)" if _is_true(r.get("truth_varies")) else ""),
         }
         for m in measures:
             v, e = r.get(m, np.nan), r.get(f"{m}_mcse", np.nan)
             row[TABLE_MEASURES.get(m, m)] = "" if pd.isna(v) else f"{v:.{digits}f} ({e:.{digits}f})"
         if "warned_share" in summary.columns and (summary["warned_share"] > 0).any():
             row["warned"] = f"{r['warned_share']:.0%}"
+        if "chosen" in summary.columns and (summary["chosen"].fillna("") != "").any():
+            row["auto chose"] = r["chosen"] if isinstance(r["chosen"], str) else ""
         rows.append(row)
     return pd.DataFrame(rows)
 

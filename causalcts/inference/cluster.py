@@ -25,7 +25,7 @@ from scipy import stats
 
 from causalcts.errors import CausalCTSError, CollinearityError, MissingValueError, TooFewClustersError
 
-__all__ = ["ClusterCovariance", "cluster_codes", "crv1", "fixed_effects_dof", "is_nested"]
+__all__ = ["ClusterCovariance", "cluster_codes", "crv1", "fixed_effects_dof", "is_nested", "small_sample_factor"]
 
 
 def cluster_codes(clusters: Sequence | np.ndarray, n: int | None = None) -> tuple[np.ndarray, int]:
@@ -68,10 +68,11 @@ def is_nested(effect: np.ndarray, codes: np.ndarray) -> bool:
     >>> is_nested(np.array([0, 1, 0, 1]), np.array([5, 5, 6, 6]))
     False
     """
-    _, e = np.unique(np.asarray(effect), return_inverse=True)
+    levels, e = np.unique(np.asarray(effect), return_inverse=True)
     _, c = np.unique(np.asarray(codes), return_inverse=True)
-    pairs = np.unique(np.column_stack([e, c]), axis=0)
-    return bool(pairs.shape[0] == np.unique(e).size)
+    cluster_of = np.empty(levels.size, dtype=c.dtype)
+    cluster_of[e] = c  # one cluster per level (the last row's); nested when every row agrees with it
+    return bool(np.array_equal(cluster_of[e], c))
 
 
 def fixed_effects_dof(fixed_effects: Sequence[np.ndarray], codes: np.ndarray) -> int:
@@ -96,6 +97,24 @@ def fixed_effects_dof(fixed_effects: Sequence[np.ndarray], codes: np.ndarray) ->
     if not any(nested):
         return int(k_fe)
     return int(k_fe - sum(lv for lv, nst in zip(levels, nested, strict=True) if nst) + sum(nested))
+
+
+def small_sample_factor(n: int, n_params: int, n_clusters: int) -> float:
+    """CRV1 small-sample factor ``G/(G-1) (n-1)/(n-K)`` (Stata's ``vce(cluster)``, fixest, pyfixest).
+
+    ``n_params`` is K, counted by fixest's rule (:func:`fixed_effects_dof` for absorbed fixed effects).
+
+    Examples
+    --------
+    >>> from causalcts.inference.cluster import small_sample_factor
+    >>> round(small_sample_factor(100, 5, 10), 6)   # 10/9 * 99/95
+    1.157895
+    """
+    if n <= n_params:
+        raise CausalCTSError(f"{n} rows cannot support {n_params} parameters (regressors plus fixed effects).")
+    if n_clusters < 2:
+        raise TooFewClustersError(f"Cluster-robust inference needs at least two clusters; the data hold {n_clusters}.")
+    return n_clusters / (n_clusters - 1) * (n - 1) / (n - n_params)
 
 
 @dataclass(frozen=True)
@@ -214,15 +233,10 @@ def crv1(
             bread = np.linalg.inv(X.T @ X)
         except np.linalg.LinAlgError:
             raise CollinearityError("X'X is singular: a regressor is a linear combination of the others.") from None
-    scores = np.zeros((n_g, k))
-    np.add.at(scores, codes, X * e[:, None])
+    scores = np.column_stack([np.bincount(codes, weights=X[:, j] * e, minlength=n_g) for j in range(k)])
     V = bread @ (scores.T @ scores) @ bread
     K = k + fixed_effects_dof(fixed_effects, codes)
-    ssc = 1.0
-    if small_sample:
-        if n <= K:
-            raise CausalCTSError(f"{n} rows cannot support {K} parameters (regressors plus fixed effects).")
-        ssc = n_g / (n_g - 1) * (n - 1) / (n - K)
+    ssc = small_sample_factor(n, K, n_g) if small_sample else 1.0
     V = ssc * V
     V = (V + V.T) / 2
     V.flags.writeable = False

@@ -30,7 +30,10 @@ function :math:`F = \sum_g \tfrac{n_g}{N}(\log|\Sigma_g| + \mathrm{tr}(\Sigma_g^
 :math:`\theta`. :func:`build_wide` turns a formula and a panel into the wide data (every column centred,
 every variable scaled by its pooled SD) and the :class:`Layout` of :math:`\theta`;
 :func:`maximise_likelihood` finds the maximum (L-BFGS preconditioned by :func:`fisher_information`, then a
-Newton polish).
+Newton polish). On complete data without time-invariant regressors the likelihood is concentrated in closed
+form on the coefficients and error variances (:class:`Profile`, :func:`profile_layout`): the saturated
+covariance of the exogenous variables, some thousands of parameters on a long panel with controls, never enters
+the optimiser; :func:`maximise_profile` and :func:`profile_covariance` give the same maximum and standard errors.
 
 Examples
 --------
@@ -63,6 +66,7 @@ from causalcts.errors import CollinearityError, EmptyPanelError, SpecificationEr
 __all__ = [
     "Layout",
     "Pattern",
+    "Profile",
     "WideData",
     "build_wide",
     "entity_scores",
@@ -70,10 +74,13 @@ __all__ = [
     "fit_function",
     "hessian",
     "maximise_likelihood",
+    "maximise_profile",
     "missingness_patterns",
     "objective",
     "one_blas_thread",
     "original_map",
+    "profile_covariance",
+    "profile_layout",
     "saturated_fit",
     "start_values",
     "wave_labels",
@@ -737,3 +744,319 @@ def wave_labels(panel: Panel, waves: np.ndarray) -> list:
     frame = panel.data
     lookup = dict(zip(panel.periods.tolist(), frame[panel.time].tolist(), strict=True))
     return [lookup.get(int(t), int(t)) for t in waves]
+
+
+# ---------------------------------------------------------------------------------------------- concentrated likelihood
+@dataclass
+class Profile:
+    r"""The likelihood concentrated in closed form on everything but the coefficients and the error variances.
+
+    For complete data with no time-invariant regressor, write :math:`w = (I - B)y - \Gamma u = \nu + 1\alpha + e`
+    (a map with Jacobian 1, ``B`` strictly lower triangular) and split the exogenous columns into ``u_s``, whose
+    errors never covary with ``e`` (initial outcomes, strictly exogenous regressors), and ``u_p``, the
+    predetermined ones, column ``j`` covarying with the errors of the waves :math:`T_j`. The density factors as
+
+    .. math::
+
+        p(u_s)\, p(w \mid u_s)\, \prod_j p(u_{p,j} \mid u_{p,<j}, w, u_s),
+
+    with variation-free parameters: :math:`u_s` is saturated (its MLE is the sample moments);
+    :math:`w \mid u_s \sim N(\nu^* + 1\lambda' u_s, \psi^* 11' + D)`, whose weighted mean :math:`\bar w = a'w`,
+    :math:`a = D^{-1}1 / 1'D^{-1}1`, is independent of the contrasts :math:`(I - 1a')w`, so that
+    :math:`\lambda, \psi^*` are an OLS of :math:`\bar w` on :math:`u_s`; and, with the :math:`T_j` nested,
+    each predetermined column is an unrestricted regression on :math:`(u_s, \bar w, w_{T_j}, u_{p,<j})`. So
+
+    .. math::
+
+        F_p(\beta, D) = \log|S_{ss}| + q_s + \log\hat\sigma^2_{\bar w} + 1 + \sum_j (\log\hat\sigma^2_j + 1)
+        + \log|D| + \log 1'D^{-1}1 + \mathrm{tr}(D^{-1}(I - 1a')S_{ww}(I - a1')),
+
+    every residual variance read off one Cholesky factor. :meth:`theta` maps the concentrated solution back to
+    the full parameter vector of :class:`Layout`, so :func:`objective` gives the exact gradient of
+    :math:`F_p` (the envelope theorem) and every statistic of the full model.
+
+    Examples
+    --------
+    >>> import causalcts
+    >>> from causalcts.data.panel import Panel
+    >>> from causalcts.models import sem
+    >>> sim = causalcts.simulate(n_teams=80, n_weeks=5, seed=3)
+    >>> panel = Panel(sim.data, columns=["cr_velocity", "ai_share", "rollback_rate"])
+    >>> formula = "cr_velocity ~ L(cr_velocity, 1) + ai_share + rollback_rate"
+    >>> wide, _ = sem.build_wide(formula, panel, ["ai_share"], False)
+    >>> pats = sem.missingness_patterns(wide.Z)
+    >>> prof = sem.profile_layout(wide, pats)
+    >>> phi = prof.start(sem.start_values(wide))  # coefficients and log error variances
+    >>> f_p, pieces = prof.value(phi)
+    >>> f, grad = sem.objective(prof.theta(phi, pieces), wide.layout, pats, wide.Z.shape[0])
+    >>> prof.n_profile, wide.layout.n_params, bool(abs(f - f_p) < 1e-10)
+    (7, 81, True)
+    """
+
+    layout: Layout
+    S: np.ndarray  # sample covariance (divisor N) of the wide data
+    mean: np.ndarray
+    s_idx: np.ndarray  # exogenous columns whose errors never covary with e
+    p_idx: np.ndarray  # predetermined columns, in the order of their nested feedback sets
+    feedback: list[np.ndarray]  # T_j, the waves whose errors covary with p_idx[j]
+    order: np.ndarray  # rows of the ordered functionals: index into (u, w) or -1 for the weighted mean
+    p_rows: np.ndarray  # position of each predetermined column in that order
+
+    @property
+    def n_profile(self) -> int:
+        return self.layout.n_coef + (1 if self.layout.error_inv else self.layout.m)
+
+    def start(self, theta0: np.ndarray) -> np.ndarray:
+        s = self.layout.slices
+        return np.concatenate([theta0[s["coef"]], np.log(np.maximum(theta0[s["sigma2"]], 1e-6))])
+
+    def _pieces(self, phi: np.ndarray):
+        L = self.layout
+        q, m, s = L.q, L.m, L.slices
+        theta = np.zeros(L.n_params)
+        theta[s["coef"]] = phi[: L.n_coef]
+        sig = np.exp(phi[L.n_coef :])
+        theta[s["sigma2"]] = sig
+        B, G, *_ = L.unpack(theta)
+        d = np.full(m, sig[0]) if L.error_inv else sig
+        T = np.eye(L.p)
+        T[q:, :q] = -G
+        T[q:, q:] -= B
+        Sv = T @ self.S @ T.T  # covariance of (u, w)
+        a = (1.0 / d) / np.sum(1.0 / d)
+        R = np.zeros((len(self.order), L.p))
+        fixed = self.order >= 0
+        R[np.flatnonzero(fixed), self.order[fixed]] = 1.0
+        R[np.flatnonzero(~fixed), q:] = a
+        return theta, T, Sv, a, d, R
+
+    def value(self, phi: np.ndarray):
+        """F_p and the closed-form pieces, or None where the ordered covariance is not positive definite."""
+        L = self.layout
+        q = L.q
+        theta, T, Sv, a, d, R = self._pieces(phi)
+        try:
+            chol = np.linalg.cholesky(R @ Sv @ R.T)
+        except np.linalg.LinAlgError:
+            return None
+        diag = np.diag(chol)
+        qs = len(self.s_idx)
+        Sww = Sv[q:, q:]
+        Sa = Sww @ a
+        # tr(D^-1 (I - 1a') Sww (I - a1'))
+        tr = np.sum(np.diag(Sww) / d) - 2.0 * np.sum(Sa / d) + float(a @ Sa) * np.sum(1.0 / d)
+        f = (
+            2.0 * np.log(diag[:qs]).sum()
+            + qs
+            + 2.0 * np.log(diag[qs])
+            + 1.0
+            + np.sum(2.0 * np.log(diag[self.p_rows]) + 1.0)
+            + np.log(d).sum()
+            + np.log(np.sum(1.0 / d))
+            + tr
+        )
+        return float(f), (theta, T, Sv, a, d, R, chol)
+
+    def theta(self, phi: np.ndarray, pieces=None) -> np.ndarray:
+        """The full parameter vector at the concentrated optimum given (coefficients, log error variances)."""
+        L = self.layout
+        q, m, s = L.q, L.m, L.slices
+        if pieces is None:
+            out = self.value(phi)
+            if out is None:
+                raise np.linalg.LinAlgError("not positive definite")
+            pieces = out[1]
+        theta, T, Sv, a, d, R, chol = pieces
+        si, pi = self.s_idx, self.p_idx
+        qs = len(si)
+        Sss = Sv[np.ix_(si, si)]
+        lam = np.linalg.solve(Sss, Sv[si, q:] @ a)
+        psi = chol[qs, qs] ** 2 - 1.0 / np.sum(1.0 / d) + float(lam @ Sss @ lam)
+        # model covariance of x = (u_s, w)
+        nx = qs + m
+        Sx = np.zeros((nx, nx))
+        Sx[:qs, :qs] = Sss
+        Sx[qs:, :qs] = np.outer(np.ones(m), Sss @ lam)
+        Sx[:qs, qs:] = Sx[qs:, :qs].T
+        Sx[qs:, qs:] = psi + np.diag(d)
+        # predetermined columns: sequential regressions read off the Cholesky factor, in (u, w) coordinates
+        Ginv = linalg.solve_triangular(chol, np.eye(len(chol)), lower=True)
+        coef_v = np.zeros((len(pi), L.p))
+        for j, k in enumerate(self.p_rows):
+            coef_v[j] = -(Ginv[k, :k] / Ginv[k, k]) @ R[:k]
+        xcols = np.concatenate([si, q + np.arange(m)])
+        Hx, Hp = coef_v[:, xcols], coef_v[:, pi]
+        resid = np.diag(chol)[self.p_rows] ** 2
+        Ainv = np.linalg.inv(np.eye(len(pi)) - Hp)
+        Cpx = Ainv @ Hx @ Sx
+        Spp = Ainv @ (Hx @ Sx @ Hx.T + np.diag(resid)) @ Ainv.T
+        Sigma_v = np.zeros((L.p, L.p))
+        Sigma_v[np.ix_(xcols, xcols)] = Sx
+        Sigma_v[np.ix_(pi, xcols)] = Cpx
+        Sigma_v[np.ix_(xcols, pi)] = Cpx.T
+        Sigma_v[np.ix_(pi, pi)] = 0.5 * (Spp + Spp.T)
+        Phi_uu, Cuw = Sigma_v[:q, :q], Sigma_v[:q, q:]
+        # Cov(u_i, w_t) = phi_i,alpha + Phi_ue[i, t]: the fixed-effect covariance from a wave outside T_i
+        fb = np.zeros((q, m), dtype=bool)
+        fb[L.ue[0], L.ue[1]] = True
+        t0 = np.argmin(fb, axis=1)  # first wave whose error does not covary with u_i
+        phi_ua = Cuw[np.arange(q), t0]
+        theta[s["phi"]] = Phi_uu[L.tril]
+        theta[s["ua"]] = phi_ua[L.ua]
+        theta[s["psi"]] = psi
+        theta[s["ue"]] = Cuw[L.ue[0], L.ue[1]] - phi_ua[L.ue[0]]
+        mv = T @ self.mean
+        theta[s["mu_u"]] = mv[:q]
+        theta[s["nu"]] = mv[q:]
+        return theta
+
+    def entity_loglik(self, theta: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """Each entity's log-likelihood (without the 2 pi constant) at ``theta``."""
+        Sigma, mu, _ = self.layout.moments(theta)
+        chol = np.linalg.cholesky(Sigma)
+        R = linalg.solve_triangular(chol, (Z - mu).T, lower=True)
+        return -np.log(np.diag(chol)).sum() - 0.5 * np.sum(R * R, axis=0)
+
+
+def profile_layout(wide: WideData, patterns: list[Pattern]) -> Profile | None:
+    """The concentrated likelihood where it is exact (complete data, no time-invariant regressor, nested
+    feedback sets); None where the general path must be taken."""
+    L, Z = wide.layout, wide.Z
+    if len(patterns) != 1 or len(patterns[0].obs) != L.p or wide.invariant:
+        return None
+    if len(L.ua) != L.q or (len(L.b_pos[0]) and np.any(L.b_pos[2] >= L.b_pos[1])):
+        return None
+    sets: dict[int, set[int]] = {}
+    for i, t in zip(L.ue[0].tolist(), L.ue[1].tolist(), strict=True):
+        sets.setdefault(i, set()).add(t)
+    p_idx = sorted(sets, key=lambda i: (len(sets[i]), i))
+    feedback = [np.array(sorted(sets[i]), dtype=int) for i in p_idx]
+    for j in range(1, len(p_idx)):
+        if not sets[p_idx[j - 1]] <= sets[p_idx[j]]:
+            return None
+    if any(len(t) >= L.m for t in feedback):
+        return None
+    s_idx = np.array([i for i in range(L.q) if i not in sets], dtype=int)
+    order: list[int] = [*s_idx.tolist(), -1]
+    p_rows = []
+    entered: set[int] = set()
+    for i, waves in zip(p_idx, feedback, strict=True):
+        new = sorted(set(waves.tolist()) - entered)
+        order += [L.q + t for t in new]
+        entered |= set(new)
+        p_rows.append(len(order))
+        order.append(i)
+    mean = Z.mean(axis=0)
+    D = Z - mean
+    return Profile(
+        layout=L,
+        S=D.T @ D / Z.shape[0],
+        mean=mean,
+        s_idx=s_idx,
+        p_idx=np.array(p_idx, dtype=int),
+        feedback=feedback,
+        order=np.array(order, dtype=int),
+        p_rows=np.array(p_rows, dtype=int),
+    )
+
+
+def _profile_gradient(prof: Profile, g: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    s, k = prof.layout.slices, prof.layout.n_coef
+    return np.concatenate([g[s["coef"]], g[s["sigma2"]] * np.exp(phi[k:])])
+
+
+def _profile_objective(prof: Profile, patterns, N, phi):
+    out = prof.value(phi)
+    if out is None:
+        return None
+    theta = prof.theta(phi, out[1])
+    res = objective(theta, prof.layout, patterns, N)
+    if res is None:
+        return None
+    return out[0], _profile_gradient(prof, res[1], phi), theta, res[1]
+
+
+def maximise_profile(prof: Profile, wide: WideData, patterns, N):
+    """Maximise the concentrated likelihood of :class:`Profile`: BFGS, then Newton steps on its Hessian.
+
+    Returns the full ``theta``, F, the Hessian of F in the profile parameters (coefficients, log error
+    variances), the full gradient of F at ``theta``, the optimiser's report and the profile parameters.
+    """
+    phi0 = prof.start(start_values(wide))
+    last: list[float] = []
+
+    def fun(phi):
+        out = _profile_objective(prof, patterns, N, phi)
+        if out is None:  # as _Guarded: a value above the last good one, so the line search steps back
+            return (_BIG if not last else last[-1] + 1.0 + abs(last[-1])), np.zeros_like(phi)
+        last.append(out[0])
+        return out[0], out[1]
+
+    res = optimize.minimize(fun, phi0, jac=True, method="BFGS", options={"maxiter": 5000, "gtol": 1e-9, "norm": np.inf})
+    phi = res.x
+    f, gp, theta, g = _profile_objective(prof, patterns, N, phi)
+    H = _profile_hessian(prof, patterns, N, phi)
+    for _ in range(10):  # Newton polish: BFGS stops short where the surface is flat
+        if np.max(np.abs(gp)) < 1e-12:
+            break
+        try:
+            step = np.linalg.solve(H, gp)
+        except np.linalg.LinAlgError:
+            break
+        out = _profile_objective(prof, patterns, N, phi - step)
+        if out is None or out[0] > f + 1e-12 * max(1.0, abs(f)) or np.max(np.abs(out[1])) >= np.max(np.abs(gp)):
+            break
+        phi = phi - step
+        f, gp, theta, g = out
+        if np.max(np.abs(step)) > 1e-4:
+            H = _profile_hessian(prof, patterns, N, phi)
+    return theta, f, H, g, res, phi
+
+
+def _profile_hessian(prof: Profile, patterns, N, phi, h: float = 1e-5) -> np.ndarray:
+    n = len(phi)
+    H = np.zeros((n, n))
+    for j in range(n):
+        step = h * max(1.0, abs(phi[j]))
+        e = np.zeros(n)
+        e[j] = step
+        H[:, j] = (
+            _profile_objective(prof, patterns, N, phi + e)[1] - _profile_objective(prof, patterns, N, phi - e)[1]
+        ) / (2 * step)
+    return 0.5 * (H + H.T)
+
+
+def profile_covariance(prof: Profile, Z: np.ndarray, phi, theta, H, robust: bool, h: float = 1e-5):
+    r"""Covariance of (coefficients, wave intercepts) in the scaled space, and their positions in ``theta``.
+
+    The inverse of the profile Hessian is the coefficient block of the full inverse Hessian (a Schur
+    complement). On centred complete data the means are saturated and estimated at zero, so the observed
+    information is block diagonal between the mean parameters and the rest: the intercepts
+    :math:`\nu = \bar w` have covariance :math:`\mathrm{Var}(w)/N` and none with the coefficients. With
+    ``robust``, the sandwich uses each entity's score along the profile path (finite differences of its
+    log-likelihood at the concentrated optimum), which is the efficient score of the full model, and
+    :math:`(w_i - \bar w)/N`, the intercepts' influence.
+    """
+    L = prof.layout
+    s, k, m, N = L.slices, L.n_coef, L.m, Z.shape[0]
+    cols = np.concatenate([np.arange(s["coef"].start, s["coef"].stop), np.arange(s["nu"].start, s["nu"].stop)])
+    Vp = np.linalg.inv(0.5 * N * H)
+    B, G, *_ = L.unpack(theta)
+    Tw = np.hstack([-G, np.eye(m) - B])
+    V = np.zeros((k + m, k + m))
+    if not robust:
+        Sigma, _, _ = L.moments(theta)
+        V[:k, :k] = Vp[:k, :k]
+        V[k:, k:] = Tw @ Sigma @ Tw.T / N
+        return cols, V
+    scores = np.zeros((N, len(phi)))
+    for j in range(len(phi)):
+        step = h * max(1.0, abs(phi[j]))
+        e = np.zeros(len(phi))
+        e[j] = step
+        up = prof.entity_loglik(prof.theta(phi + e), Z)
+        down = prof.entity_loglik(prof.theta(phi - e), Z)
+        scores[:, j] = (up - down) / (2 * step)
+    W = Z @ Tw.T
+    influence = np.hstack([(scores @ Vp)[:, :k], (W - W.mean(axis=0)) / N])
+    return cols, influence.T @ influence

@@ -194,6 +194,30 @@ class EstimationResults:
         return value
 
     @property
+    def checks(self) -> pd.DataFrame:
+        """The exogeneity checks the result carries (``info["checks"]``), indexed by ``variable``.
+
+        :func:`causalcts.fit` attaches them to every result whose formula has a lag of the outcome (the lead test
+        of every regressor; with ``treatment=``, whether each control responds to it), and
+        :func:`causalcts.diagnostics.fit_auto` the checks it ran. Columns ``test``, ``statistic``, ``df``,
+        ``pvalue``, ``verdict``, ``coefficient``, ``detail``; an empty table when there are none.
+        """
+        rows = self.info.get("checks") or []
+        columns = ["test", "statistic", "df", "pvalue", "verdict", "coefficient", "detail"]
+        table = pd.DataFrame([dict(r) for r in rows], columns=["variable", *columns])
+        return table.set_index("variable")
+
+    def _checks_table(self) -> list[tuple[str, pd.DataFrame]]:
+        """The summary's table of the exogeneity checks (none when the result carries none)."""
+        table = self.checks
+        if table.empty:
+            return []
+        cluster = self.info.get("checks_cluster")
+        how = f"clustered by {cluster}; " if cluster else ""
+        caption = f"Exogeneity checks ({how}fail p < 0.05, warn p < 0.10)"
+        return [(caption, table[["test", "statistic", "df", "pvalue", "verdict"]])]
+
+    @property
     def sample(self) -> pd.MultiIndex | None:
         """(entity, time) pairs of the estimation sample, where the estimator records residuals."""
         return None if self.resid is None else self.resid.index
@@ -307,11 +331,11 @@ class EstimationResults:
         """The results table: prints as text, renders as HTML (``_repr_html_``) and LaTeX (``as_latex()``).
 
         The header names the method, formula, observations, entities, covariance and the inference
-        convention (z, or t with its degrees of freedom); then one row per term; then the tests.
+        convention (z, or t with its degrees of freedom); then one row per term; then the exogeneity checks
+        with their verdicts (:attr:`checks`, when the result carries them); then the tests.
         """
-        return Summary(
-            f"causalcts {self.method} estimation", self._header(), [self._estimates_table(level)], self._notes()
-        )
+        tables = [self._estimates_table(level), *self._checks_table()]
+        return Summary(f"causalcts {self.method} estimation", self._header(), tables, self._notes())
 
     def __str__(self) -> str:
         return str.__str__(self.summary())

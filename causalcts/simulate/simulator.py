@@ -16,7 +16,14 @@ developer-week, and ``deploys_per_builder``, deployments per builder-week):
 * :math:`E_{it}` is the adoption exposure: the observed ``ai_share`` :math:`A_{it}` itself when
   ``effect_buildup`` is 1, else its exponential smoothing
   :math:`E_{it} = E_{i,t-1} + (A_{it} - E_{i,t-1}) / \text{effect\_buildup}`.
-* :math:`\gamma^o_i = \gamma^o + \text{effect\_sd}\cdot \eta_i` (team-varying effects).
+* :math:`\gamma^o_i = \gamma^o + \text{effect\_sd}\cdot \eta_i + \text{cohort\_effect}\,(1 - 2 u_i)`
+  (team-varying effects). :math:`u_i \sim U(0, 1)` is the team's place in the rollout window (its start
+  is at that fraction of the window; with ``selection`` the start also moves with :math:`a_i`), so with
+  ``cohort_effect`` > 0 the earliest adopters gain :math:`\gamma + \text{cohort\_effect}`, the latest
+  :math:`\gamma - \text{cohort\_effect}` (< 0: early adopters gain less). Both terms have mean 0 over
+  teams, so the ATE over teams is :math:`\gamma` (``Truth.effect``); the effect a regression estimates
+  weights teams by their exposure (``Truth.exposure_weighted_effect``) and differs from it when the
+  effect is tied to the adoption cohort.
 * The team-week change-failure probability :math:`p_{it}` (``rollback_rate_latent``), DORA's 5 to 40
   percent, is a team level plus ``mediation`` times :math:`A_{it}` (adoption moves it: a mediator) plus
   noise, clipped to [0, 1]; the intervention rate per deployment :math:`\nu_{it}`
@@ -115,6 +122,7 @@ class SimulationDesign:
     persistence: dict[str, float] = field(default_factory=lambda: {o: 0.5 for o in OUTCOMES})
     effect: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_EFFECT))
     effect_sd: float = 0.0
+    cohort_effect: float = 0.0
     effect_buildup: float = 1.0
     baseline: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_BASELINE))
     team_sd: float = 0.1
@@ -189,7 +197,8 @@ class Truth:
     persistence: dict[str, float]
     """beta of each outcome."""
     effect: dict[str, float]
-    """Mean short-run effect gamma of ``ai_share`` on each outcome (the direct effect)."""
+    """Mean short-run effect gamma of ``ai_share`` on each outcome (the direct effect): the ATE over teams,
+    E[gamma_i], of the population the teams are drawn from."""
     long_run_effect: dict[str, float]
     """gamma / (1 - beta) of each outcome."""
     total_effect: dict[str, float]
@@ -198,6 +207,19 @@ class Truth:
     """SD of the team effects a_i in the outcome equations."""
     effect_sd: float
     """SD of the team-specific effects gamma_i around gamma."""
+    cohort_effect: float
+    """How much more the earliest adopters gain than gamma (the latest gain as much less); 0: none."""
+    team_average_effect: dict[str, float]
+    """The ATE over this panel's teams: the mean of gamma_i over the simulated teams (``effect`` is its
+    expectation)."""
+    exposure_weighted_effect: dict[str, float]
+    """The average of gamma_i that a two-way (team and week) fixed-effects regression of the outcome on the
+    exposure E_it targets in this panel: sum_it w_it gamma_i with w_it = e_it E_it / sum_it e_it E_it, where
+    e_it is E_it net of team and week means over the observed team-weeks (de Chaisemartin and
+    D'Haultfoeuille 2020). Teams with more variation in exposure (early, steep adopters) weigh more, so it
+    differs from the ATE over teams when the effect is tied to the adoption cohort (``cohort_effect``); it
+    equals ``effect`` when effects are homogeneous. With a lagged outcome in the regression it is the
+    static regression's weighting, an approximation."""
     noise_sd: float
     covariate_effects: dict[str, float]
     """Coefficients of the rollback and intervention rates in both outcome equations: of the observed
@@ -276,6 +298,7 @@ def simulate(
     persistence: float | dict[str, float] = 0.5,
     effect: float | dict[str, float] | None = None,
     effect_sd: float = 0.0,
+    cohort_effect: float = 0.0,
     effect_buildup: float = 1.0,
     baseline: dict[str, float] | None = None,
     team_sd: float = 0.1,
@@ -311,7 +334,11 @@ def simulate(
         Mean short-run effect gamma of ``ai_share`` (0 gives a null), for both outcomes or per outcome.
         Default ``{"cr_velocity": 0.10, "deploys_per_builder": 0.06}``.
     effect_sd
-        SD of team-specific effects around ``effect`` (heterogeneity).
+        SD of team-specific effects around ``effect`` (heterogeneity, independent of the rollout).
+    cohort_effect
+        Effect tied to the adoption cohort: a team at fraction u of the rollout window gains
+        ``effect + cohort_effect * (1 - 2u)`` (early adopters more when positive, less when negative). The
+        ATE over teams stays ``effect``; ``truth.exposure_weighted_effect`` is what a regression targets.
     effect_buildup
         Weeks for the effect to build up (1: immediate).
     team_sd, noise_sd, week_sd
@@ -361,6 +388,12 @@ def simulate(
     (1000, 0.2)
     >>> sim.data[["team", "week", "developers", "ai_share"]].dtypes.tolist()[:2]
     [dtype('int64'), dtype('int64')]
+
+    Early adopters gaining more: the ATE over teams stays ``effect``, a regression's weighting does not.
+
+    >>> t = causalcts.simulate(n_teams=300, n_weeks=8, effect=0.1, cohort_effect=0.1, seed=1).truth
+    >>> t.effect["cr_velocity"], round(t.exposure_weighted_effect["cr_velocity"], 2)
+    (0.1, 0.13)
     """
     check_option("outcome_model", outcome_model, ("gaussian", "count"))
     rng, entropy = _generator(seed)
@@ -387,6 +420,8 @@ def simulate(
     for name, val in (("team_sd", team_sd), ("noise_sd", noise_sd), ("week_sd", week_sd), ("effect_sd", effect_sd)):
         if val < 0:
             raise CausalCTSError(f"{name}={val} is a standard deviation and cannot be negative.")
+    if not np.isfinite(cohort_effect):
+        raise CausalCTSError(f"cohort_effect={cohort_effect} must be a finite number (0: no cohort-specific effect).")
     if effect_buildup < 1:
         raise CausalCTSError(f"effect_buildup={effect_buildup} must be at least 1 week.")
     lo_w, hi_w = rollout_window
@@ -399,6 +434,7 @@ def simulate(
         persistence=beta,
         effect=gamma,
         effect_sd=effect_sd,
+        cohort_effect=float(cohort_effect),
         effect_buildup=effect_buildup,
         baseline=base,
         team_sd=team_sd,
@@ -438,6 +474,25 @@ def _generator(seed: int | np.random.Generator | None) -> tuple[np.random.Genera
     )
 
 
+def _regression_weights(exposure: np.ndarray, team: np.ndarray, week: np.ndarray) -> np.ndarray:
+    """Weights w_it = e_it E_it / sum(e E) of a two-way fixed-effects regression on the exposure E.
+
+    e is E net of team and week means (alternating projections, exact in a balanced panel after one pass).
+    NaN weights when the exposure does not vary net of the fixed effects (no adoption in the panel).
+    """
+    resid = exposure.astype(float).copy()
+    for _ in range(200):
+        before = resid.copy()
+        resid -= (np.bincount(team, resid) / np.maximum(np.bincount(team), 1))[team]
+        resid -= (np.bincount(week, resid) / np.maximum(np.bincount(week), 1))[week]
+        if np.max(np.abs(resid - before)) < 1e-13:
+            break
+    denom = float(resid @ exposure)
+    if abs(denom) < 1e-12:
+        return np.full(len(exposure), np.nan)
+    return resid * exposure / denom
+
+
 def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
     n, T, B = d.n_teams, d.n_weeks, d.burn_in
     total = T + B
@@ -473,6 +528,8 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         )
         a[j] = (1 - b) * d.baseline[o] - shift + d.team_sd * z_team[:, j]
         g[j] = d.effect[o] + d.effect_sd * eta
+        if d.cohort_effect != 0:  # only then: default runs stay bit for bit what they were
+            g[j] = g[j] + d.cohort_effect * (1.0 - 2.0 * start_u)
 
     # adoption timing and ceiling, with selection on the team effect
     lo_w, hi_w = d.rollout_window
@@ -594,6 +651,7 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
             "interventions_per_deploy_latent": iv_o.ravel(),
         }
     )
+    exposure = expo[sl].ravel()
     keep = np.ones(len(frame), dtype=bool)
     if d.unbalanced > 0:
         late = rng.uniform(size=n) < d.unbalanced
@@ -603,6 +661,8 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         keep &= (tt >= entry[ii]) & (tt < exit_[ii])
     if d.missing_weeks > 0:
         keep &= rng.uniform(size=len(frame)) >= d.missing_weeks
+    weights = _regression_weights(exposure[keep], frame["team"].to_numpy()[keep], frame["week"].to_numpy()[keep])
+    team_of = frame["team"].to_numpy()[keep]
     frame = frame.loc[keep].sort_values(["team", "week"], kind="stable").reset_index(drop=True)
 
     teams = pd.DataFrame(
@@ -625,6 +685,12 @@ def _run(d: SimulationDesign, rng: np.random.Generator) -> Simulation:
         total_effect={o: d.effect[o] + d.covariate_effects["rollback_rate"] * d.mediation for o in OUTCOMES},
         team_sd=d.team_sd,
         effect_sd=d.effect_sd,
+        cohort_effect=d.cohort_effect,
+        team_average_effect={o: float(g[j].mean()) for j, o in enumerate(OUTCOMES)},
+        exposure_weighted_effect={
+            o: float(weights @ g[j][team_of]) if np.isfinite(weights).all() else d.effect[o]
+            for j, o in enumerate(OUTCOMES)
+        },
         noise_sd=d.noise_sd,
         covariate_effects=dict(d.covariate_effects),
         mediation=d.mediation,

@@ -229,6 +229,7 @@ def _fit_methods(frame, spec, outcome, controls, methods, warn_log, failed, tag=
                 time=spec.time,
                 method=m,
                 dropna=True,
+                checks=False,  # the exogeneity checks run once per outcome below (checks.exogeneity_checks)
                 **_options(m, spec, outcome),
             )
         except CausalCTSError as err:

@@ -10,9 +10,9 @@ exogeneity of the share                          two tests in the within model: 
                                                  (Wooldridge's strict-exogeneity test) and the past outcome in
                                                  a regression of the share (feedback); fail at p < 0.05, warn at
                                                  p < 0.10, else pass
-control responds to adoption                     a TWFE regression of the control on the share: fail at
-                                                 p < 0.05 (the control is flagged as a possible mediator, a
-                                                 "bad control"), warn at p < 0.10
+control responds to adoption                     a TWFE regression of the control on the share and its lag
+                                                 (joint F): fail at p < 0.05 (the control is flagged as a
+                                                 possible mediator, a "bad control"), warn at p < 0.10
 AR(2) (difference GMM)                           fail at p < 0.05 (lag-2 instruments invalid), warn at < 0.10
 Hansen (difference GMM)                          fail at p < 0.05, warn at p < 0.10 or p > 0.99 (too many
                                                  instruments make the test weak)
@@ -31,6 +31,11 @@ heterogeneity (Callaway-Sant'Anna vs TWFE)       warn when the two average post-
                                                  than 1.96 standard errors of their difference (treating them
                                                  as independent, which overstates that error), else pass
 ===============================================  =============================================================
+
+The exogeneity and control-response tests are those of :func:`causalcts.diagnostics.check_exogeneity` and of
+the checks :func:`causalcts.fit` attaches to its results, computed by the same code
+(:mod:`causalcts.estimators.exogeneity`: within regressions, CRV1 clustered by team, :math:`F(q, G - 1)`); their
+``statistic`` is that Wald F.
 
 The recommendation rule (:func:`recommend`):
 
@@ -57,10 +62,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causalcts.api import fit
+from causalcts.data.panel import Panel
 from causalcts.diagnostics import honest_did, twfe_weights
 from causalcts.did import att_gt, event_study, event_time_name, onset_cohort
 from causalcts.errors import CausalCTSError
+from causalcts.estimators.exogeneity import feedback_test, lead_test, response_test
 
 __all__ = [
     "EXOGENOUS_ORDER",
@@ -123,10 +129,6 @@ def _row(name, variable, statistic, pvalue, verdict, note="") -> dict[str, Any]:
     }
 
 
-def _t_test(res, term: str) -> tuple[float, float]:
-    return float(res.tstats[term]), float(res.pvalues[term])
-
-
 def _rhs(terms: Sequence[str]) -> str:
     return " + ".join(terms)
 
@@ -148,43 +150,41 @@ def exogeneity_checks(
     ['exogeneity: lead of the share', 'exogeneity: adoption responds to the past outcome']
     """
     y, s = outcome, share
-    lead = fit(
-        f"{y} ~ " + _rhs([f"L({y}, 1)", s, f"F({s}, 1)", *controls]),
-        frame,
-        entity=entity,
-        time=time,
-        method="within",
-        dropna=True,
-    )
-    t, p = _t_test(lead, f"F1.{s}")
+    panel = _panel(frame, [y, s, *controls], entity, time)
+    lead = lead_test(f"{y} ~ " + _rhs([f"L({y}, 1)", s, *controls]), panel, panel.entity_codes, s)
     rows = [
         _row(
             "exogeneity: lead of the share",
             s,
-            t,
-            p,
-            verdict_from_p(p),
-            f"t of F1.{s} in the within model of {y}; significant when next week's share predicts this week's "
-            f"{y}, which strict exogeneity rules out",
+            lead["statistic"],
+            lead["pvalue"],
+            verdict_from_p(lead["pvalue"]),
+            f"{lead['df']} of F1.{s} in the within model of {y}; significant when next week's share predicts this "
+            f"week's {y}, which strict exogeneity rules out",
         ),
     ]
-    back = fit(f"{s} ~ L({s}, 1) + L({y}, 1)", frame, entity=entity, time=time, method="within", dropna=True)
-    t, p = _t_test(back, f"L1.{y}")
+    panel = _panel(frame, [s, y], entity, time)
+    back = feedback_test(panel, panel.entity_codes, s, y)
     rows.append(
         _row(
             "exogeneity: adoption responds to the past outcome",
             s,
-            t,
-            p,
-            verdict_from_p(p),
-            f"t of L1.{y} in a within regression of {s} on its lag and last week's {y} (feedback)",
+            back["statistic"],
+            back["pvalue"],
+            verdict_from_p(back["pvalue"]),
+            f"{back['df']} of L1.{y} in a within regression of {s} on its lag and last week's {y} (feedback)",
         )
     )
     return rows
 
 
+def _panel(frame: pd.DataFrame, columns: Sequence[str], entity: str, time: str) -> Panel:
+    """The rows of ``frame`` where ``columns`` are all present (a DataWarning counts the others)."""
+    return Panel(frame[[entity, time, *dict.fromkeys(columns)]], entity=entity, time=time, columns=columns, dropna=True)
+
+
 def control_response(frame: pd.DataFrame, *, control: str, share: str, entity: str, time: str) -> dict[str, Any]:
-    """Does a control respond to adoption? TWFE regression of the control on the share (a diagnostic row).
+    """Does a control respond to adoption? TWFE regression of the control on the share and its lag (a diagnostic row).
 
     Examples
     --------
@@ -194,13 +194,19 @@ def control_response(frame: pd.DataFrame, *, control: str, share: str, entity: s
     >>> control_response(sim.data, control="rollback_rate", share="ai_share", entity="team", time="week")["verdict"]
     'fail'
     """
-    res = fit(f"{control} ~ {share}", frame, entity=entity, time=time, method="within", dropna=True)
-    t, p = _t_test(res, share)
-    v = verdict_from_p(p)
-    note = f"coefficient {res.params[share]:.4g} of {share} in a TWFE regression of {control}; " + (
-        "it moves with adoption: a possible mediator, shown with and without" if v == "fail" else "no clear response"
+    panel = _panel(frame, [control, share], entity, time)
+    out = response_test(panel, panel.entity_codes, control, share)
+    v = verdict_from_p(out["pvalue"])
+    note = (
+        f"{out['df']} of {share} and its lag in a TWFE regression of {control} (coefficient of {share} "
+        f"{out['coefficient']:.4g}); "
+        + (
+            "it moves with adoption: a possible mediator, shown with and without"
+            if v == "fail"
+            else "no clear response"
+        )
     )
-    return _row("control responds to adoption", control, t, p, v, note)
+    return _row("control responds to adoption", control, out["statistic"], out["pvalue"], v, note)
 
 
 # ---------------------------------------------------------------------------------------------- GMM

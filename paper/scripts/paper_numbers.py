@@ -669,6 +669,12 @@ def _run_seconds(folder: Path, summary: pd.DataFrame) -> tuple[float, str]:
 
 
 EXOG_COLUMNS = ["design", "method", "truth", "mean", "bias (MCSE)", "RMSE (MCSE)", "cover 90% (MCSE)"]
+#: Names of the exogeneity grid's own method entries (``fit_auto`` itself; the fit without the mediator).
+EXOG_METHOD_NAMES = {
+    **METHOD_NAMES,
+    "auto": "fit_auto (recommended path)",
+    "bias-corrected-total": "bias-corrected FE without rollback_rate",
+}
 
 
 def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml: Path) -> dict:
@@ -698,7 +704,7 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
         "persistence": fx(d0["persistence"], 1),
         "effect": fx(d0["effect"], 1),
         "methods": fint(len(g.methods)),
-        "method_list": ", ".join(METHOD_NAMES.get(m, m) for m in g.methods),
+        "method_list": ", ".join(EXOG_METHOD_NAMES.get(m, m) for m in g.methods),
         "cells": fint(len(g.designs) * g.replications),
         "fits": fint(len(g.designs) * g.replications * len(g.methods)),
         "formula": g.formula,
@@ -713,14 +719,20 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
         knob = crit["knobs"].get(name)
         vals[f"{name}.knob"] = knob or ""
         vals[f"{name}.knob_value"] = f"{float(d.get(knob, 0)):g}" if knob else ""
-        vals[f"{name}.rec"] = METHOD_NAMES.get(crit["recommended"][name], crit["recommended"][name])
+        vals[f"{name}.rec"] = EXOG_METHOD_NAMES.get(crit["recommended"][name], crit["recommended"][name])
         vals[f"{name}.estimand"] = crit["estimand"][name]
-        if name == "mediator":  # the total effect, which this grid (one formula, with the control) does not target
+        if name == "mediator":  # the total effect: the grid's fit without the control (crit["total_effect"])
             small = {**d, "n_teams": 4, "n_weeks": 4}
             truth = simulate(**small, seed=0).truth
             vals["mediator.total_effect"] = fx(truth.total_effect["cr_velocity"], 2)
             vals["mediator.direct_effect"] = fx(truth.effect["cr_velocity"], 2)
             vals["mediator.rollback_coef"] = fx(truth.covariate_effects["rollback_rate"], 2)
+        if name in crit.get("exposure_weighted", {}):  # the ATE and the exposure-weighted effect (measured before)
+            vals[f"{name}.ate"] = fx(float(d["effect"]), 2)
+            vals[f"{name}.exposure_weighted"] = fx(crit["exposure_weighted"][name], 3)
+    auto = crit.get("auto_method")
+    vals["auto_in_grid"] = "yes" if auto in g.methods else "no"
+    c.flags["exog_auto"] = auto in g.methods
     inputs: list[Path] = [grid_toml, criteria_toml]
     summ = folder / "summary.parquet" if folder else None
     run = bool(summ and summ.exists())
@@ -750,7 +762,11 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
     check_rows, met = [], 0
     for name in names:
         rec = crit["recommended"][name]
-        r = summary[(summary["dname"] == name) & (summary["method"] == rec) & (summary["term"] == term)].iloc[0]
+        r = summary[(summary["dname"] == name) & (summary["method"] == rec) & (summary["term"] == term)]
+        if r.empty:  # a design added to the grid but not run yet
+            check_rows.append([name, EXOG_METHOD_NAMES.get(rec, rec), "", "not run", "", "", "", "not run"])
+            continue
+        r = r.iloc[0]
         bias_ok = bool(abs(r["bias"]) < crit["bias_abs_max"])
         cov_ok = bool(lo <= r["coverage90"] <= hi)
         c.flags[f"exog_{name}_bias_ok"] = bias_ok
@@ -760,7 +776,7 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
         check_rows.append(
             [
                 name,
-                METHOD_NAMES.get(rec, rec),
+                EXOG_METHOD_NAMES.get(rec, rec),
                 fx(r["truth"], 2),
                 f"{fx(r['bias'], 4)} ({fx(r['bias_mcse'], 4)})",
                 "yes" if bias_ok else "no",
@@ -771,6 +787,7 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
         )
     vals["n_met"] = fint(met)
     c.flags["exog_all_met"] = met == len(names)
+    _exog_additions(c, vals, summary, names, crit, [summ, grid_toml, criteria_toml], script)
     # the negative controls, expected to fail the same criteria
     neg = [(n, m) for n in names for m in crit["negative_controls"].get("all", [])]
     neg += [(n, m) for n, ms in crit["negative_controls"].items() if n != "all" for m in ms]
@@ -782,7 +799,7 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
             failed.append(not (abs(r["bias"]) < crit["bias_abs_max"] and lo <= r["coverage90"] <= hi))
     vals["neg_total"] = fint(len(failed))
     vals["neg_failed"] = fint(sum(failed))
-    passed_neg = [f"{METHOD_NAMES.get(m, m)} under {n}" for (n, m), f in zip(neg, failed, strict=False) if not f]
+    passed_neg = [f"{EXOG_METHOD_NAMES.get(m, m)} under {n}" for (n, m), f in zip(neg, failed, strict=False) if not f]
     vals["neg_passed_list"] = ", ".join(passed_neg) or "none"
     c.flags["exog_neg_all_failed"] = all(failed)
     secs, how = _run_seconds(folder, summary)
@@ -812,8 +829,8 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
     for t in ("ai_share", "L1.cr_velocity"):
         rows = []
         for _, r in summary[summary["term"] == t].iterrows():
-            label = METHOD_NAMES.get(r["method"], r["method"])
-            if t == term and r["method"] == crit["recommended"][r["dname"]]:
+            label = EXOG_METHOD_NAMES.get(r["method"], r["method"])
+            if t == term and r["method"] == crit["recommended"].get(r["dname"]):
                 label += " (recommended)"
             rows.append(
                 [
@@ -830,14 +847,87 @@ def exogeneity(c: Collected, folder: Path | None, grid_toml: Path, criteria_toml
     return crit
 
 
+def _exog_additions(
+    c: Collected, vals: dict, summary: pd.DataFrame, names: list[str], crit: dict, inputs: list[Path], script: str
+) -> None:
+    """fit_auto itself in every design, the total effect, and the exposure-weighted effect, against their criteria.
+
+    Table ``exog_auto``: one row per check (the grid's comments, "Criteria of the additions"): fit_auto in each
+    design against the truth of the model it fitted (in a design with an exposure-weighted target, against that:
+    |mean - target| only), the fit without the mediator against the total effect, and the methods named in
+    ``exposure_weighted_methods`` against the exposure-weighted effect.
+    """
+    term = crit["effect_term"]
+    lo, hi = crit["coverage90_band"]
+    bound = crit["bias_abs_max"]
+    auto = crit.get("auto_method")
+    checks: list[tuple[str, str, str]] = []  # (design, method, what)
+    for name in names:
+        checks.append((name, auto, "exposure-weighted" if name in crit.get("exposure_weighted", {}) else "truth"))
+    for name, m in crit.get("total_effect", {}).items():
+        checks.append((name, m, "truth"))
+    for name in crit.get("exposure_weighted", {}):
+        checks += [(name, m, "exposure-weighted") for m in crit.get("exposure_weighted_methods", []) if m != auto]
+    rows, met, done = [], 0, 0
+    for name, m, what in checks:
+        r = summary[(summary["dname"] == name) & (summary["method"] == m) & (summary["term"] == term)]
+        label = EXOG_METHOD_NAMES.get(m, m)
+        if r.empty:
+            rows.append([name, label, "", "", "not run", "", "", "", "not run"])
+            continue
+        r = r.iloc[0]
+        chosen = str(r.get("chosen", "") or "") if isinstance(r.get("chosen", ""), str) else ""
+        if what == "exposure-weighted":
+            target = float(crit["exposure_weighted"][name])
+            dev = float(r["mean"]) - target
+            ok_b, ok_c = abs(dev) < bound, True
+            truth = f"{fx(target, 3)} (exposure-weighted)"
+            bias = f"{fx(dev, 4)} ({fx(r['bias_mcse'], 4)})"
+            cov = f"{fx(r['coverage90'], 3)} ({fx(r['coverage90_mcse'], 3)}) of the ATE"
+        else:
+            ok_b, ok_c = abs(float(r["bias"])) < bound, lo <= float(r["coverage90"]) <= hi
+            truth = fx(r["truth"], 2) + (" (mean; varies)" if r.get("truth_varies", False) in (True,) else "")
+            bias = f"{fx(r['bias'], 4)} ({fx(r['bias_mcse'], 4)})"
+            cov = f"{fx(r['coverage90'], 3)} ({fx(r['coverage90_mcse'], 3)})"
+        meets = bool(ok_b and ok_c)
+        met += meets
+        done += 1
+        c.flags[f"exog_add_{name}_{m}_meets"] = meets
+        k = f"{name}.{m}.{term}"
+        if chosen:
+            vals[f"{k}.chosen"] = chosen
+        if what == "exposure-weighted":
+            vals[f"{k}.minus_exposure_weighted"] = fx(dev, 4)
+        rows.append(
+            [name, label, chosen, truth, bias, "yes" if ok_b else "no", cov,
+             "not judged" if what == "exposure-weighted" else "yes" if ok_c else "no", "meets" if meets else "fails"]
+        )  # fmt: skip
+    vals["additions_met"] = fint(met)
+    vals["additions_run"] = fint(done)
+    vals["additions_total"] = fint(len(checks))
+    c.table(
+        "exog_auto",
+        ["design", "method", "path chosen", "truth", "bias (MCSE)", f"|bias| < {bound:g}", "cover 90% (MCSE)",
+         f"in [{lo:.2f}, {hi:.2f}]", "verdict"],
+        rows,
+        inputs,
+        script,
+    )  # fmt: skip
+
+
 def exog_summary(summ: Path, grid_toml: Path, crit: dict) -> pd.DataFrame:
-    """The exogeneity summary with ``dname`` (feedback, selection, ...), in the grid's design and method order."""
+    """The exogeneity summary with ``dname`` (feedback, selection, ...), in the grid's design and method order.
+
+    A design of the grid that the summary does not hold yet (added, not run) is left out.
+    """
     from causalcts.evaluation.montecarlo import load_grid
 
     g = load_grid(grid_toml)
     names = _design_names(g.designs, crit["knobs"])
     summary = pd.read_parquet(summ)
-    by_id = dict(zip(_design_ids(summary, g.designs), names, strict=True))
+    ids = _design_ids(summary, g.designs, list(crit["knobs"].values()))
+    by_id = {i: n for i, n in zip(ids, names, strict=True) if i is not None}
+    summary = summary[summary["design_id"].isin(list(by_id))]
     summary = summary.assign(dname=summary["design_id"].map(by_id))
     d_order = {n: i for i, n in enumerate(names)}
     m_order = {m: i for i, m in enumerate(g.methods)}
@@ -845,21 +935,26 @@ def exog_summary(summ: Path, grid_toml: Path, crit: dict) -> pd.DataFrame:
     return summary.sort_values(["_d", "_m", "term"], kind="stable").drop(columns=["_d", "_m"])
 
 
-def _design_ids(summary: pd.DataFrame, designs: list[dict]) -> list[str]:
-    """The summary's design_id of each grid design, in the grid's order (matched on the design's knobs)."""
-    ids = []
+def _design_ids(summary: pd.DataFrame, designs: list[dict], knobs: list[str]) -> list[str | None]:
+    """The summary's design_id of each grid design, in the grid's order (matched on the design's knobs).
+
+    None for a design the summary does not hold (a knob it sets is not a column, or no row matches).
+    """
+    ids: list[str | None] = []
     for d in designs:
+        if any(k not in summary for k in d):
+            ids.append(None)
+            continue
         m = pd.Series(True, index=summary.index)
         for k, v in d.items():
-            if k in summary:
-                m &= summary[k].astype(float).fillna(0) == float(v)
-        for k in summary.columns.intersection(["feedback", "selection", "effect_sd", "mediation"]):
+            m &= summary[k].astype(float).fillna(0) == float(v)
+        for k in summary.columns.intersection(knobs):
             if k not in d:
                 m &= summary[k].astype(float).fillna(0) == 0
         found = summary.loc[m, "design_id"].unique()
-        if len(found) != 1:
+        if len(found) > 1:
             raise ValueError(f"design {d} matches {len(found)} designs of the summary")
-        ids.append(found[0])
+        ids.append(found[0] if len(found) else None)
     return ids
 
 
