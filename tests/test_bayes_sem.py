@@ -96,6 +96,34 @@ def test_unconstrained_map_and_its_log_jacobian(wages):
         assert numeric - analytic(v) == pytest.approx(post.layout.q * np.log(2), abs=1e-9)
 
 
+def test_jacobian_matches_finite_differences(wages):
+    # the whitening uses d theta / d x at the ML point, off-diagonal terms included (the residual-variance map)
+    post = _posterior(wages)
+    x = post.to_x(_random_theta(post, 5))
+    J = post.jacobian(x)
+    h = 1e-6
+    fd = np.column_stack([(post.to_theta(x + h * e) - post.to_theta(x - h * e)) / (2 * h) for e in np.eye(x.size)])
+    # central differences of smooth maps with entries of size <= 5: O(h^2) plus round-off 1e-16 * 5 / 1e-6 ~ 1e-9
+    np.testing.assert_allclose(J, fd, atol=1e-7)
+    s = post.layout.slices
+    assert np.abs(J[s["psi"], s["ua"]]).max() > 1e-3  # the map really couples psi to the covariances
+
+
+def test_prior_support_is_positive_definite_covariance(wages):
+    post = _posterior(wages)
+    theta = _random_theta(post, 2)
+    s = post.layout.slices
+    assert np.isfinite(post.log_prior(theta)[0])
+    Phi = np.zeros((post.layout.q, post.layout.q))
+    Phi[post.layout.tril] = theta[s["phi"]]
+    Phi = Phi + np.tril(Phi, -1).T
+    v = np.zeros(post.layout.q)
+    v[post.layout.ua] = theta[s["ua"]]
+    outside = theta.copy()
+    outside[s["psi"]] = 0.999 * v @ np.linalg.solve(Phi, v)  # psi below what the regressors explain
+    assert post.log_prior(outside)[0] == -np.inf
+
+
 # ---------------------------------------------------------------------------------------------- plumbing
 @pytest.fixture(scope="module")
 def tiny_fit():
@@ -265,12 +293,17 @@ def test_feedback_biases_the_strict_exogeneity_model():
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="known open problem (0.2): NUTS on the predetermined model diverges on this design (491 divergences, "
-    "R-hat up to 1.07 at 800 x 6) although its posterior means sit near the truth; strict, so a fix turns it red",
+    reason="known open problem (0.2): NUTS on the predetermined model still diverges on this design (25 and 47 "
+    "divergences in two runs that differ only by round-off, team-effect variance bulk ESS 76 to 144 at 800 x 6; "
+    "491 divergences before the residual-variance coordinates) although its posterior means sit near the truth; "
+    "strict, so a fix turns it red",
 )
 def test_the_predetermined_model_recovers_the_truth_under_feedback():
-    pre = _feedback_fit(predetermined=["x"], tune=300)
-    assert pre.converged
+    with warnings.catch_warnings():
+        # the convergence failure is asserted below (an AssertionError, the one the xfail expects)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pre = _feedback_fit(predetermined=["x"], tune=300)
+    assert pre.converged, pre.diagnostics
     truth = pd.Series({"L1.y": BETA, "x": GAMMA})
     # the predetermined model is the true one: each coefficient within 3.5 posterior SDs (two-sided 0.05%)
     assert ((pre.params - truth).abs() < 3.5 * pre.std_errors).all(), (pre.params, pre.std_errors)

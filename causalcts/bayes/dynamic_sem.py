@@ -21,25 +21,42 @@ is in units of :math:`s_y/s_x`:
 
     \beta_k, \gamma_j, \delta_j &\sim N(0, (2.5 c)^2), \qquad
     \nu_t, \mu_{u,j} \sim N(0, (2.5 c)^2), \\
-    \sqrt{\psi} &\sim \text{HalfNormal}(2.5 c), \qquad \sigma_t \sim \text{HalfNormal}(c), \\
+    \sqrt{\omega} &\sim \text{HalfNormal}(2.5 c), \qquad \sigma_t \sim \text{HalfNormal}(c), \\
     \Phi_{uu} &\sim \text{Inverse-Wishart}(q + 2, I_q), \qquad
     \phi_{\alpha u_j}, \phi_{e_t x_s} \sim N(0, c^2),
 
-where :math:`\psi` is the variance of the team effect, :math:`\sigma_t^2` the error variance of wave
-``t``, :math:`\Phi_{uu}` the covariance of the :math:`q` exogenous observed variables (initial outcomes,
-regressors by wave; prior mean :math:`I`, the weakest inverse-Wishart with a mean),
-:math:`\phi_{\alpha u_j}` the covariances of the team effect with them and :math:`\phi_{e_t x_s}` the
-feedback covariances, all weakly informative against the unit scale of the standardised data; ``c`` is
-``prior_scale`` (default 1). ``priors`` overrides ``beta_scale``, ``intercept_scale``, ``re_scale``
-(team-effect SD), ``sigma_scale`` (error SD) and ``cov_scale`` (covariances), in those units.
+where :math:`\Phi_{uu}` is the covariance of the :math:`q` exogenous observed variables :math:`u` (initial
+outcomes, regressors by wave; prior mean :math:`I`, the weakest inverse-Wishart with a mean),
+:math:`\phi_{\alpha u}` the covariances of the team effect with them, :math:`\phi_{e_t x_s}` the feedback
+covariances, :math:`\sigma_t^2` the error variance of wave ``t`` and
+:math:`\omega = \psi - \phi_{\alpha u}'\Phi_{uu}^{-1}\phi_{\alpha u}` the part of the team effect's
+variance :math:`\psi` that the exogenous variables do not explain (the variance of
+:math:`\alpha - E[\alpha \mid u]`); all weakly informative against the unit scale of the standardised
+data; ``c`` is ``prior_scale`` (default 1). The prior's support is the set where :math:`(u, \alpha)` and
+every :math:`(u, e_t)` have a positive definite covariance (:math:`\omega > 0` and
+:math:`\sigma_t^2 > \phi_{e_t u}'\Phi_{uu}^{-1}\phi_{u e_t}`), as covariances of random variables must;
+``method="ml"`` requires only :math:`\Sigma` positive definite. ``priors`` overrides ``beta_scale``,
+``intercept_scale``, ``re_scale`` (SD of the unexplained team effect, :math:`\sqrt{\omega}`),
+``sigma_scale`` (error SD) and ``cov_scale`` (covariances), in those units.
+
+Why :math:`\omega` and not :math:`\psi`: the team effect is nearly a linear function of the regressors at
+every wave when adoption responds to it (:math:`\omega` is a few per cent of :math:`\psi` in the feedback
+test), so :math:`\psi` and :math:`\phi_{\alpha u}` move together along a curved ridge; a half-normal on
+:math:`\sqrt{\psi}` puts an infinite density at :math:`\psi = 0` at the end of that ridge, where NUTS
+diverged (491 divergences at 800 teams x 6 waves before). On :math:`\omega` the same half-normal is the
+usual random-effect prior of the conditional model :math:`\alpha \mid u`. The ridge is not gone: on that
+design NUTS still reports 25 to 47 divergences (an open problem, ``tests/test_bayes_sem.py``).
 
 Sampling: NUTS (nutpie, ``from_pyfunc``) on the NumPy log-posterior and its analytic gradient. The sampled
-coordinates are unconstrained (:math:`\Phi_{uu} = LL'` with log-diagonal Cholesky factor, log variances,
-Jacobians added) and whitened: :math:`x = \hat x + Wz`, with :math:`\hat x` the maximum-likelihood point and
-:math:`WW'` the inverse of the observed information there (:func:`causalcts.models.sem.maximise_likelihood`).
-The map is affine, so the posterior is exact; it only makes the thousand-odd correlated nuisance
-covariances (they grow as :math:`T^2`) an easy target for NUTS. Where the proposal makes :math:`\Sigma`
-indefinite the log-posterior is :math:`-\infty` (nutpie counts a divergence).
+coordinates are unconstrained (:math:`\Phi_{uu} = LL'` with log-diagonal Cholesky factor; the logs of the
+residual variances :math:`\omega` and :math:`\sigma_t^2 - \phi_{e_t u}'\Phi_{uu}^{-1}\phi_{u e_t}` in
+place of :math:`\psi` and :math:`\sigma_t^2`, which straightens that ridge; Jacobians added) and whitened:
+:math:`x = \hat x + Wz`, with :math:`\hat x` the maximum-likelihood point (a residual variance the ML fit
+puts at or below zero is centred at 5% of its variance) and :math:`WW'` the inverse of the observed
+information there (:func:`causalcts.models.sem.maximise_likelihood`). The map is affine, so the posterior
+is exact; it only makes the thousand-odd correlated nuisance covariances (they grow as :math:`T^2`) an
+easy target for NUTS. Where the proposal makes :math:`\Sigma` indefinite the log-posterior is
+:math:`-\infty` (nutpie counts a divergence).
 
 Draws are mapped back to the data's units: ``beta`` (dim ``term``), the wave intercepts ``intercept``
 (dim ``wave``), ``alpha_variance`` and ``error_variance`` (dim ``wave``).
@@ -54,7 +71,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
+from scipy import linalg, sparse
 from scipy.linalg import blas
 
 from causalcts.bayes.mixed import _check_sampler_counts, resolve_cores, resolve_seed
@@ -103,8 +120,9 @@ class SemPosterior:
 
     ``x`` has the layout of the model's ``theta`` (:class:`causalcts.models.sem.Layout`) except that the
     ``phi`` block holds the Cholesky factor of :math:`\\Phi_{uu}` (diagonal as logs) and ``psi`` and
-    ``sigma2`` hold log variances. ``wishart`` weights the inverse-Wishart prior on ``Phi_uu`` (0: flat, for
-    prior-sensitivity checks).
+    ``sigma2`` hold the logs of the residual variances: of the team effect and of each wave's error, net of
+    the part their covariances with the exogenous variables explain (module docstring). ``wishart`` weights
+    the inverse-Wishart prior on ``Phi_uu`` (0: flat, for prior-sensitivity checks).
 
     Examples
     --------
@@ -136,6 +154,18 @@ class SemPosterior:
         self.diag_pos = np.flatnonzero(self.diag)
         # Jacobian of the log-diagonal Cholesky map Phi_uu = L L': sum_i (q - i + 2) l_i, i = 1..q
         self.jac_weight = (q - np.arange(q) + 1).astype(float)
+        self.tril_weight = np.where(self.diag, 1.0, 2.0)  # d/d(tril entry) of a function of the symmetric Phi_uu
+        # the latent variables with covariances with u: the team effect (column 0), and the error of every wave
+        # (columns 1..m) where it has feedback covariances; their variances sit at var_pos of theta
+        s = L.slices
+        self.n_lat = 1 + (0 if L.error_inv else L.m)
+        self.var_pos = np.concatenate([[s["psi"].start], np.arange(s["sigma2"].start, s["sigma2"].stop)])[: self.n_lat]
+        self.cov_u = np.concatenate([L.ua, L.ue[0]])  # row in u of each covariance, as theta orders them
+        self.cov_lat = np.concatenate([np.zeros(len(L.ua), dtype=int), 1 + L.ue[1]])
+        self.cov_pos = np.r_[s["ua"], s["ue"]]
+        if self.n_lat == 1:  # one error variance for every wave: its feedback covariances stay unshifted
+            keep = self.cov_lat == 0
+            self.cov_u, self.cov_lat, self.cov_pos = self.cov_u[keep], self.cov_lat[keep], self.cov_pos[keep]
 
     # ------------------------------------------------------------------ coordinates
     def _chol(self, x_phi: np.ndarray) -> np.ndarray:
@@ -146,18 +176,26 @@ class SemPosterior:
         Lc[self.layout.tril] = vals
         return Lc
 
+    def _latent(self, Lc: np.ndarray, theta: np.ndarray):
+        """Covariances ``V`` (q x n_lat) of the latent variables with u, ``B = Phi_uu^-1 V`` and the variance of
+        each latent variable that u explains, ``diag(V' Phi_uu^-1 V)``."""
+        V = np.zeros((self.layout.q, self.n_lat))
+        V[self.cov_u, self.cov_lat] = theta[self.cov_pos]
+        B = linalg.cho_solve((Lc, True), V)
+        return V, B, np.einsum("ij,ij->j", V, B)
+
     def to_theta(self, x: np.ndarray) -> np.ndarray:
         """The model's parameters ``theta`` at the unconstrained point ``x``."""
         s = self.layout.slices
         theta = x.copy()
         Lc = self._chol(x[s["phi"]])
         theta[s["phi"]] = (Lc @ Lc.T)[self.layout.tril]
-        theta[s["psi"]] = np.exp(x[s["psi"]])
         theta[s["sigma2"]] = np.exp(x[s["sigma2"]])
+        theta[self.var_pos] = self._latent(Lc, x)[2] + np.exp(x[self.var_pos])
         return theta
 
     def to_x(self, theta: np.ndarray) -> np.ndarray:
-        """The unconstrained point of ``theta`` (``Phi_uu`` must be positive definite)."""
+        """The unconstrained point of ``theta`` (``Phi_uu`` and the residual variances must be positive)."""
         L, s = self.layout, self.layout.slices
         x = np.asarray(theta, dtype=float).copy()
         Phi = np.zeros((L.q, L.q))
@@ -169,13 +207,12 @@ class SemPosterior:
         x[s["phi"]] = vals
         x[s["psi"]] = np.log(theta[s["psi"]])
         x[s["sigma2"]] = np.log(theta[s["sigma2"]])
+        x[self.var_pos] = np.log(theta[self.var_pos] - self._latent(Lc, theta)[2])
         return x
 
-    def jacobian(self, x: np.ndarray) -> np.ndarray:
-        """``d theta / d x`` (n_params x n_params): identity but for the Cholesky and log-variance blocks."""
-        L, s = self.layout, self.layout.slices
-        J = np.eye(self.ndim)
-        Lc = self._chol(x[s["phi"]])
+    def _phi_block(self, Lc: np.ndarray) -> np.ndarray:
+        """``d Phi_uu[tril] / d x[phi]``."""
+        L = self.layout
         r, c = L.tril
         block = np.zeros((len(r), len(r)))
         for col, (i, j) in enumerate(zip(r, c, strict=True)):
@@ -183,11 +220,26 @@ class SemPosterior:
             M[i, :] += Lc[:, j]
             M[:, i] += Lc[:, j]
             block[:, col] = M[r, c] * (Lc[i, i] if i == j else 1.0)
+        return block
+
+    def jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``d theta / d x`` (n_params x n_params): identity but for the Cholesky block and the variances (each
+        variance depends on the covariances and ``Phi_uu`` too, but ``d variance / d x[variance]`` is its
+        residual: the log determinant is that of the Cholesky map plus ``x[psi]`` and ``x[sigma2]``)."""
+        L, s = self.layout, self.layout.slices
+        J = np.eye(self.ndim)
+        Lc = self._chol(x[s["phi"]])
+        block = self._phi_block(Lc)
         idx = np.arange(s["phi"].start, s["phi"].stop)
         J[np.ix_(idx, idx)] = block
         for name in ("psi", "sigma2"):
             k = np.arange(s[name].start, s[name].stop)
             J[k, k] = np.exp(x[k])
+        # variance = v' Phi_uu^-1 v + exp(x): d/dv = 2 b, d/dPhi_uu = -b b' (b = Phi_uu^-1 v)
+        _, B, _ = self._latent(Lc, x)
+        r, c = L.tril
+        J[self.var_pos[self.cov_lat], self.cov_pos] = 2.0 * B[self.cov_u, self.cov_lat]
+        J[np.ix_(self.var_pos, idx)] = (-(B[r] * B[c]) * self.tril_weight[:, None]).T @ block
         return J
 
     # ------------------------------------------------------------------ densities
@@ -203,8 +255,11 @@ class SemPosterior:
             return ll, None
         return ll, -0.5 * self.N * self.layout.backprop(dS[None], dmu[None], parts)[0]
 
-    def log_prior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log prior density of ``theta`` (module docstring, up to a constant) and its gradient in ``theta``."""
+    def log_prior(self, theta: np.ndarray, chol: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        """Log prior density of ``theta`` (module docstring, up to a constant) and its gradient in ``theta``.
+
+        ``chol``, the Cholesky factor of ``Phi_uu`` where the caller has it, saves refactoring it.
+        """
         L, s, sc = self.layout, self.layout.slices, self.scales
         g = np.zeros(self.ndim)
         lp = 0.0
@@ -216,47 +271,68 @@ class SemPosterior:
             v = theta[s[name]]
             lp -= 0.5 * float(v @ v) / sc["cov_scale"] ** 2
             g[s[name]] = -v / sc["cov_scale"] ** 2
-        # half-normal on an SD, written on the variance v: log p(v) = -v / (2 s^2) - log(v) / 2
+        q = L.q
+        if chol is None:
+            Phi = np.zeros((q, q))
+            Phi[L.tril] = theta[s["phi"]]
+            chol = np.linalg.cholesky(Phi + np.tril(Phi, -1).T)
+        Pi = linalg.cho_solve((chol, True), np.eye(q))
+        logdet = 2.0 * float(np.log(chol.diagonal()).sum())
+        # half-normal on an SD, written on the variance v: log p(v) = -v / (2 s^2) - log(v) / 2; for the team
+        # effect v is its variance net of what u explains, omega = psi - ua' Phi_uu^-1 ua
+        b = np.zeros(q)
+        b[L.ua] = theta[s["ua"]]
+        b = Pi @ b
         for name, scale in (("psi", sc["re_scale"]), ("sigma2", sc["sigma_scale"])):
             v = theta[s[name]]
+            if name == "psi":
+                v = v - float(b[L.ua] @ theta[s["ua"]])
+            if not np.all(v > 0):  # outside the support (module docstring)
+                return -np.inf, np.zeros(self.ndim)
             lp += float(np.sum(-v / (2 * scale**2) - 0.5 * np.log(v)))
             g[s[name]] = -1.0 / (2 * scale**2) - 0.5 / v
-        # inverse-Wishart(nu = q + 2, I): -(nu + q + 1)/2 log|Phi| - tr(Phi^-1)/2
-        q = L.q
-        Phi = np.zeros((q, q))
-        Phi[L.tril] = theta[s["phi"]]
-        Phi = Phi + np.tril(Phi, -1).T
-        Pi = np.linalg.inv(Phi)
+        g_omega = g[s["psi"]][0]  # d omega / d ua = -2 b, d omega / d Phi_uu = b b'
+        g_ua_extra = -2.0 * g_omega * b[L.ua]
+        H_omega = g_omega * np.outer(b, b)
         a = (2 * q + 3) / 2
-        lp += self.wishart * (-a * np.linalg.slogdet(Phi)[1] - 0.5 * np.trace(Pi))
-        H = self.wishart * (-a * Pi + 0.5 * Pi @ Pi)
+        lp += self.wishart * (-a * logdet - 0.5 * np.trace(Pi))
+        H = self.wishart * (-a * Pi + 0.5 * Pi @ Pi) + H_omega
         g[s["phi"]] = np.where(self.diag, 1.0, 2.0) * H[L.tril]
+        g[s["ua"]] += g_ua_extra
         return float(lp), g
 
     def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior at the unconstrained ``x`` (with the log Jacobian) and its gradient in ``x``."""
-        s = self.layout.slices
-        theta = self.to_theta(x)
+        L, s = self.layout, self.layout.slices
+        Lc = self._chol(x[s["phi"]])
+        theta = x.copy()
+        theta[s["phi"]] = (Lc @ Lc.T)[L.tril]
+        theta[s["psi"]] = np.exp(x[s["psi"]])
+        theta[s["sigma2"]] = np.exp(x[s["sigma2"]])
+        V, B, explained = self._latent(Lc, x)
+        theta[self.var_pos] += explained
         out = self.loglik(theta)
         if out is None:
             return -np.inf, np.zeros(self.ndim)
         ll, g_ll = out
-        lp, g_lp = self.log_prior(theta)
+        lp, g_lp = self.log_prior(theta, Lc)
         g = g_ll + g_lp
         gx = g.copy()
         # phi block: g is d/d(tril of Phi); d/dL = 2 H L with H the symmetric matrix of g
-        L = self.layout
         H = np.zeros((L.q, L.q))
-        H[L.tril] = g[s["phi"]] / np.where(self.diag, 1.0, 2.0)
+        H[L.tril] = g[s["phi"]] / self.tril_weight
         H = H + np.tril(H, -1).T
-        Lc = self._chol(x[s["phi"]])
+        # variance = v' Phi_uu^-1 v + exp(x): its gradient flows to the covariances v (2 b) and Phi_uu (-b b')
+        g_var = g[self.var_pos]
+        gx[self.cov_pos] += 2.0 * g_var[self.cov_lat] * B[self.cov_u, self.cov_lat]
+        H -= (B * g_var) @ B.T
         gL = (2.0 * H @ Lc)[L.tril]
         gL[self.diag_pos] *= Lc.diagonal()
         gL[self.diag_pos] += self.jac_weight
         gx[s["phi"]] = gL
         log_jac = float(self.jac_weight @ x[s["phi"]][self.diag_pos])
         for name in ("psi", "sigma2"):
-            gx[s[name]] = g[s[name]] * theta[s[name]] + 1.0
+            gx[s[name]] = g[s[name]] * np.exp(x[s[name]]) + 1.0  # the residual variance, log scale
             log_jac += float(np.sum(x[s[name]]))
         return float(ll + lp + log_jac), gx
 
@@ -297,9 +373,12 @@ class _Whitened:
 
 def _whitening(post: SemPosterior, x_hat: np.ndarray, H_theta: np.ndarray, theta_hat: np.ndarray) -> np.ndarray:
     """``W`` with ``W W'`` the inverse observed information in ``x`` at the ML point (Fisher's where needed)."""
-    J = post.jacobian(x_hat)
-    for H in (H_theta, fisher_information(post.layout, theta_hat)):
-        P = 0.5 * post.N * (J.T @ H @ J)
+    J = sparse.csr_array(post.jacobian(x_hat))  # the identity but for ~5% of its entries
+    for H in (H_theta, None):
+        if H is None:  # Fisher's information only where the observed one is not positive definite
+            H = fisher_information(post.layout, theta_hat)
+        HJ = (J.T @ (J.T @ H).T).T  # J' H J (H symmetric), with sparse products
+        P = 0.5 * post.N * np.asarray(HJ)
         P = 0.5 * (P + P.T)
         d = np.sqrt(np.maximum(np.diag(P), 1e-12))
         try:
@@ -307,7 +386,23 @@ def _whitening(post: SemPosterior, x_hat: np.ndarray, H_theta: np.ndarray, theta
         except np.linalg.LinAlgError:
             continue
         return linalg.solve_triangular(R, np.eye(len(d)))  # W = R^-1: W W' = P^-1
-    return np.diag(1.0 / np.sqrt(np.maximum(np.diag(0.5 * post.N * (J.T @ H_theta @ J)), 1e-12)))
+    Jd = J.toarray()
+    return np.diag(1.0 / np.sqrt(np.maximum(np.diag(0.5 * post.N * (Jd.T @ H_theta @ Jd)), 1e-12)))
+
+
+def _centre(post: SemPosterior, theta_hat: np.ndarray, H_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ML point in the sampled coordinates and the whitening there (module docstring)."""
+    L = post.layout
+    Phi = np.zeros((L.q, L.q))
+    Phi[L.tril] = theta_hat[L.slices["phi"]]
+    Lc = np.linalg.cholesky(Phi + np.tril(Phi, -1).T)
+    explained = post._latent(Lc, theta_hat)[2]
+    var = theta_hat[post.var_pos]
+    theta_c = theta_hat.copy()
+    # an ML fit needs only Sigma positive definite: where its residual variance is not positive, centre at 5%
+    theta_c[post.var_pos] = explained + np.maximum(var - explained, 0.05 * np.abs(var))
+    x_hat = post.to_x(theta_c)
+    return x_hat, _whitening(post, x_hat, H_theta, theta_hat)
 
 
 def _sample(target: _Whitened, coords: dict, *, chains, draws, tune, seed, cores, progressbar):
@@ -417,8 +512,7 @@ def fit_bayes_sem(
     post = SemPosterior(wide, patterns, scales)
     with one_blas_thread():
         theta_hat, _, H, _, _ = maximise_likelihood(wide, patterns, N)
-        x_hat = post.to_x(theta_hat)
-        W = _whitening(post, x_hat, H, theta_hat)
+        x_hat, W = _centre(post, theta_hat, H)
     t_mode = time.perf_counter() - t0
     times = wave_labels(panel, wide.eq_waves)
     target = _Whitened(post, x_hat, W, original_map(wide, theta_hat), wide)

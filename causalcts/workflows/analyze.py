@@ -8,8 +8,8 @@ r"""The natural-experiment analysis: spec -> data audit -> fits -> diagnostics -
    + a_i + \lambda_t + e_{it}` with every method of the spec (default: the article's dynamic TWFE, i.e.
    ``within`` with ``L(y, 1)`` and week effects; ``bias-corrected`` FE; difference GMM with the share
    predetermined, i.e. instrumented by its lags 1 and later; the Bayesian dynamic panel, 4 chains x 1000 draws
-   by default; ML-SEM with the share predetermined when there are at most 12 weeks, because its likelihood grows
-   with the number of weeks), each with its long-run effect :math:`\gamma / (1 - \beta)`;
+   by default; ML-SEM with the share predetermined when there are at most 12 weeks or the panel is complete, see
+   :func:`default_methods`), each with its long-run effect :math:`\gamma / (1 - \beta)`;
 3. runs the diagnostics of :mod:`causalcts.workflows.checks` (exogeneity of the share, controls that respond to
    adoption, refitted without them, AR(2) and Hansen, TWFE negative weights, the event study of the onset at
    the threshold with its pre-trend test and HonestDiD breakdown value, Callaway and Sant'Anna's ATT);
@@ -73,16 +73,28 @@ METHOD_LABELS = {
 ML_MAX_WEEKS = 12
 
 
-def default_methods(n_weeks: int) -> tuple[str, ...]:
+def default_methods(
+    n_weeks: int, *, n_teams: int | None = None, complete: bool = False, n_regressors: int = 1
+) -> tuple[str, ...]:
     """Methods fitted when the spec names none: those of the article that the registry has.
+
+    ML-SEM (share predetermined) is among them when its likelihood is cheap: up to :data:`ML_MAX_WEEKS` weeks
+    always; beyond that when the panel is complete (every team observed every week, no missing values in the
+    model's columns), where the likelihood is concentrated on the coefficients and error variances
+    (:mod:`causalcts.models.sem`; 2,000 x 52 with two controls in 3-4 CPU-seconds,
+    ``python benchmarks/bench_mlsem.py``), and there are more teams than the model's observed variables
+    (``1 + (k + 1)(T - 1)`` with ``k`` time-varying regressors), which its saturated comparison needs.
 
     Examples
     --------
     >>> from causalcts.workflows.analyze import default_methods
     >>> default_methods(30)
     ('within', 'bias-corrected', 'diff-gmm', 'bayes')
+    >>> default_methods(39, n_teams=400, complete=True, n_regressors=3)
+    ('within', 'bias-corrected', 'diff-gmm', 'bayes', 'ml')
     """
-    wanted = ["within", "bias-corrected", "diff-gmm", "bayes"] + (["ml"] if n_weeks <= ML_MAX_WEEKS else [])
+    cheap = complete and n_teams is not None and n_teams > 1 + (n_regressors + 1) * (n_weeks - 1)
+    wanted = ["within", "bias-corrected", "diff-gmm", "bayes"] + (["ml"] if n_weeks <= ML_MAX_WEEKS or cheap else [])
     return tuple(m for m in wanted if m in registry.names())
 
 
@@ -518,7 +530,12 @@ def _experiment(spec: RolloutSpec, bar: _Progress) -> tuple[dict[str, Any], dict
     t0 = _time.perf_counter()
     data, load_warnings = checks.capture(load_data, spec)
     n_weeks = int(data.frame[spec.time].nunique())
-    methods = spec.methods or default_methods(n_weeks)
+    n_teams = int(data.frame[spec.entity].nunique())
+    used = [c for c in (*spec.outcomes, spec.treatment, *spec.controls) if c in data.frame.columns]
+    complete = len(data.frame) == n_teams * n_weeks and not data.frame[used].isna().any().any()
+    methods = spec.methods or default_methods(
+        n_weeks, n_teams=n_teams, complete=complete, n_regressors=1 + len(spec.controls)
+    )
     figs: dict[str, tuple] = {}
     cohorts = onset_cohort(
         data.frame.assign(**{spec.time: data.frame[spec.time] + 1}),

@@ -91,7 +91,8 @@ SCHEMA: Mapping[str, Key] = MappingProxyType(
             "list[str]",
             False,
             None,
-            "registry methods to fit (default: within, bias-corrected, diff-gmm, bayes, and ml when T <= 12)",
+            "registry methods to fit (default: within, bias-corrected, diff-gmm, bayes, and ml when T <= 12 "
+            "or the panel is complete)",
         ),
         "onset_threshold": Key("float", False, 0.5, "share at which a team counts as treated (onset cohorts)"),
         "cost_per_developer_week": Key(
