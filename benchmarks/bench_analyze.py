@@ -73,7 +73,8 @@ def main() -> None:
         "causalcts": causalcts.__version__,
     }
     print(json.dumps(record, indent=2))
-    out = Path(__file__).resolve().parent / "results" / "analyze.json"
+    name = "analyze.json" if (args.teams, args.weeks) == (400, 39) else f"analyze_{args.teams}x{args.weeks}.json"
+    out = Path(__file__).resolve().parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
 
