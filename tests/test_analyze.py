@@ -200,7 +200,9 @@ def test_workflow_checks_are_the_shared_tests():
     lead = table[table["test"] == "lead"].loc["ai_share"]
     assert rows[0]["statistic"] == pytest.approx(lead["statistic"], rel=1e-10)  # shared design: round-off only
     assert rows[0]["pvalue"] == pytest.approx(lead["pvalue"], rel=1e-10)
-    ctrl = control_response(frame, control="rollback_rate", share="ai_share", entity="team", time="week")
+    assert rows[0]["verdict"] == "fail"  # feedback: the share is predetermined, so the feedback-robust form is used
+    ctrl = control_response(frame, control="rollback_rate", share="ai_share", entity="team", time="week",
+                            share_predetermined=True)  # fmt: skip
     resp = table[table["test"] == "responds to treatment"].loc["rollback_rate"]
     assert (ctrl["statistic"], ctrl["pvalue"], ctrl["verdict"]) == (resp["statistic"], resp["pvalue"], resp["verdict"])
     assert rows[1]["name"] == "exogeneity: adoption responds to the past outcome" and rows[1]["verdict"] == "fail"

@@ -45,9 +45,24 @@ test), so :math:`\psi` and :math:`\phi_{\alpha u}` move together along a curved 
 :math:`\sqrt{\psi}` puts an infinite density at :math:`\psi = 0` at the end of that ridge, where NUTS
 diverged (491 divergences at 800 teams x 6 waves before). On :math:`\omega` the same half-normal is the
 usual random-effect prior of the conditional model :math:`\alpha \mid u`. The ridge is not gone: on that
-design NUTS still reports 25 to 47 divergences (an open problem, ``tests/test_bayes_sem.py``).
+design this sampler still reports 25 to 47 divergences, which the collapsed sampler below removes.
 
-Sampling: NUTS (nutpie, ``from_pyfunc``) on the NumPy log-posterior and its analytic gradient. The sampled
+Two samplers. Where the concentrated likelihood of :class:`causalcts.models.sem.Profile` is exact (complete
+data, no time-invariant regressor, nested feedback sets: :func:`causalcts.models.sem.profile_layout`),
+``sampler="auto"`` (or ``"nutpie"``) samples the *collapsed* posterior of
+:mod:`causalcts.bayes.dynamic_sem_collapsed`: only the coefficients and the error variances, with the priors
+above on them, while every nuisance block (the covariance of the exogenous variables, the team effect's
+covariances and variance, the feedback covariances, the intercepts) carries the standard noninformative prior
+that module states and is integrated out in closed form; the team effect's variance and the wave intercepts
+are then drawn from their exact conditional posteriors. On that path the nuisance priors stated above (on
+:math:`\Phi_{uu}`, :math:`\phi`, :math:`\omega`, :math:`\nu`, :math:`\mu_u`) are replaced by those, so
+``intercept_scale``, ``re_scale`` and ``cov_scale`` do not apply, and :math:`\omega > 0` is not imposed (as
+``method="ml"``, only :math:`\Sigma` positive definite). Elsewhere, or with ``sampler="full"``, the full
+sampler below runs. ``res.info["collapsed"]`` says which ran and ``res.info["n_sampled"]`` how many
+dimensions NUTS sampled (40 against 1,517 at 2,000 teams x 39 weeks: 10 CPU s against 68,
+``benchmarks/bench_bayes_sem.py``).
+
+Full sampler: NUTS (nutpie, ``from_pyfunc``) on the NumPy log-posterior and its analytic gradient. The sampled
 coordinates are unconstrained (:math:`\Phi_{uu} = LL'` with log-diagonal Cholesky factor; the logs of the
 residual variances :math:`\omega` and :math:`\sigma_t^2 - \phi_{e_t u}'\Phi_{uu}^{-1}\phi_{u e_t}` in
 place of :math:`\psi` and :math:`\sigma_t^2`, which straightens that ridge; Jacobians added) and whitened:
@@ -74,6 +89,7 @@ import pandas as pd
 from scipy import linalg, sparse
 from scipy.linalg import blas
 
+from causalcts.bayes.dynamic_sem_collapsed import CollapsedPosterior, nuisance_draws
 from causalcts.bayes.mixed import _check_sampler_counts, resolve_cores, resolve_seed
 from causalcts.bayes.results import BayesResults, diagnose
 from causalcts.data.formula import formula_spec
@@ -85,9 +101,11 @@ from causalcts.models.sem import (
     fisher_information,
     fit_function,
     maximise_likelihood,
+    maximise_profile,
     missingness_patterns,
     one_blas_thread,
     original_map,
+    profile_layout,
     wave_labels,
 )
 
@@ -95,6 +113,10 @@ __all__ = ["SemPosterior", "fit_bayes_sem"]
 
 #: Prior scales in the standardised units of the module docstring.
 DEFAULT_PRIORS = {"beta_scale": 2.5, "intercept_scale": 2.5, "re_scale": 2.5, "sigma_scale": 1.0, "cov_scale": 1.0}
+
+
+#: NUTS's target acceptance on the collapsed posterior (module docstring): smaller steps than the default 0.8.
+_TARGET_ACCEPT = 0.9
 
 
 def _prior_scales(priors: dict | None, prior_scale: float) -> dict[str, float]:
@@ -405,13 +427,75 @@ def _centre(post: SemPosterior, theta_hat: np.ndarray, H_theta: np.ndarray) -> t
     return x_hat, _whitening(post, x_hat, H_theta, theta_hat)
 
 
-def _sample(target: _Whitened, coords: dict, *, chains, draws, tune, seed, cores, progressbar):
+class _CollapsedWhitened:
+    """The collapsed posterior (:mod:`causalcts.bayes.dynamic_sem_collapsed`) in whitened coordinates ``z``:
+    ``phi = centre + W z``; ``expand`` gives the coefficients and error variances in data units and ``phi``."""
+
+    def __init__(self, post: CollapsedPosterior, centre: np.ndarray, W: np.ndarray, unit: np.ndarray, sy2: float):
+        self.post, self.centre, self.ndim = post, centre, post.ndim
+        self.W = np.asfortranarray(np.triu(W))
+        self.unit, self.sy2 = unit, sy2
+
+    def to_x(self, z: np.ndarray) -> np.ndarray:
+        return self.centre + blas.dtrmv(self.W, z)
+
+    def logp(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        lp, g = self.post.logp(self.to_x(z))
+        return lp, blas.dtrmv(self.W, g, trans=1)
+
+    def expand(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        phi = self.to_x(z)
+        k = self.post.k
+        return {
+            "beta": self.unit * phi[:k],
+            "error_variance": self.post._d(phi) * self.sy2,
+            "phi": phi,
+        }
+
+    def initial_point(self, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+
+
+def _profile_whitening(post: CollapsedPosterior, phi_hat: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """``W`` with ``W W'`` the inverse of ``N/2`` times the profile Hessian of F at the ML point (a diagonal
+    fallback where that is not positive definite)."""
+    P = 0.5 * post.N * 0.5 * (H + H.T)
+    d = np.sqrt(np.maximum(np.abs(np.diag(P)), 1e-12))
+    try:
+        R = np.linalg.cholesky(P / np.outer(d, d) + 1e-10 * np.eye(len(d))).T * d
+    except np.linalg.LinAlgError:
+        return np.diag(1.0 / d)
+    return linalg.solve_triangular(R, np.eye(len(d)))
+
+
+def _add_nuisance(posterior, post: CollapsedPosterior, wide: WideData, theta_hat: np.ndarray, seed: int):
+    """Add ``intercept`` and ``alpha_variance`` (data units), drawn from their conditional posteriors given each
+    draw of the structural parameters (:func:`~causalcts.bayes.dynamic_sem_collapsed.nuisance_draws`), and drop
+    the sampled coordinates ``phi``."""
+    L = wide.layout
+    phis = posterior["phi"].values
+    n_chain, n_draw = phis.shape[:2]
+    psi, nu = nuisance_draws(post, phis.reshape(n_chain * n_draw, -1), np.random.default_rng([int(seed), 1]))
+    J, off = original_map(wide, theta_hat)
+    theta = np.zeros((len(psi), L.n_params))
+    theta[:, L.slices["coef"]] = phis.reshape(len(psi), -1)[:, : L.n_coef]
+    theta[:, L.slices["nu"]] = nu
+    intercept = (theta @ J.T + off)[:, L.n_coef :]
+    sy2 = float(wide.scale[L.q] ** 2)
+    out = posterior.drop_vars(["phi", "phi_dim"], errors="ignore")
+    out["intercept"] = (("chain", "draw", "wave"), intercept.reshape(n_chain, n_draw, L.m))
+    out["alpha_variance"] = (("chain", "draw"), (psi * sy2).reshape(n_chain, n_draw))
+    return out
+
+
+def _sample(target, coords: dict, *, chains, draws, tune, seed, cores, progressbar, target_accept=None):
     import nutpie
     from nutpie.compiled_pyfunc import from_pyfunc
 
     example = target.expand(np.zeros(target.ndim))
     names = list(example)
-    dims = {"beta": ("term",), "intercept": ("wave",), "error_variance": ("wave",)}
+    dims = {"beta": ("term",), "intercept": ("wave",), "error_variance": ("wave",), "phi": ("phi_dim",)}
+    dims = {k: v for k, v in dims.items() if k in names}
     model = from_pyfunc(
         target.ndim,
         make_logp_fn=lambda: lambda z, **_: target.logp(np.asarray(z, dtype=np.float64)),
@@ -423,8 +507,9 @@ def _sample(target: _Whitened, coords: dict, *, chains, draws, tune, seed, cores
         dims=dims,
         make_initial_point_fn=lambda s: target.initial_point(int(s) % (2**32)),
     )
+    extra = {} if target_accept is None else {"target_accept": target_accept}
     return nutpie.sample(
-        model, draws=draws, tune=tune, chains=chains, cores=cores, seed=int(seed), progress_bar=progressbar
+        model, draws=draws, tune=tune, chains=chains, cores=cores, seed=int(seed), progress_bar=progressbar, **extra
     )
 
 
@@ -467,7 +552,8 @@ def fit_bayes_sem(
     priors, prior_scale
         Prior scales (module docstring); ``prior_scale`` multiplies all of them.
     sampler
-        ``"auto"`` or ``"nutpie"`` (the only backend of this model).
+        ``"auto"`` or ``"nutpie"`` (the only backend of this model): the collapsed sampler where it is exact, the
+        full one elsewhere (module docstring); ``"full"``: the full sampler always.
 
     Returns
     -------
@@ -475,7 +561,8 @@ def fit_bayes_sem(
         ``params`` posterior means of the coefficients (``std_errors`` SDs, ``conf_int`` equal-tailed),
         ``idata`` with ``beta`` (dim ``term``), ``intercept`` and ``error_variance`` (dim ``wave``),
         ``alpha_variance``; ``diagnostics``, ``converged`` (a :class:`~causalcts.errors.ConvergenceWarning`
-        otherwise), ``long_run(x)`` draw by draw, ``info["ml_estimates"]`` the maximum-likelihood point.
+        otherwise), ``long_run(x)`` draw by draw, ``info["ml_estimates"]`` the maximum-likelihood point,
+        ``info["collapsed"]`` whether the collapsed sampler ran.
 
     Examples
     --------
@@ -489,7 +576,7 @@ def fit_bayes_sem(
     (['L1.cr_velocity', 'ai_share'], ('chain', 'draw', 'term'))
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    check_option("sampler", sampler, ("auto", "nutpie"))
+    check_option("sampler", sampler, ("auto", "nutpie", "full"))
     _check_sampler_counts(chains, draws, tune, 0)
     seed = resolve_seed(seed)
     n_cores = resolve_cores(cores, chains)
@@ -509,22 +596,47 @@ def fit_bayes_sem(
             f"at every wave) but has {N} teams; it needs more teams than variables."
         )
     patterns = missingness_patterns(Z)
-    post = SemPosterior(wide, patterns, scales)
-    with one_blas_thread():
-        theta_hat, _, H, _, _ = maximise_likelihood(wide, patterns, N)
-        x_hat, W = _centre(post, theta_hat, H)
-    t_mode = time.perf_counter() - t0
+    prof = profile_layout(wide, patterns) if sampler != "full" else None
     times = wave_labels(panel, wide.eq_waves)
-    target = _Whitened(post, x_hat, W, original_map(wide, theta_hat), wide)
     coords = {"term": list(layout.coef_names), "wave": [str(t) for t in times]}
+    if prof is None:
+        post = SemPosterior(wide, patterns, scales)
+        with one_blas_thread():
+            theta_hat, _, H, _, _ = maximise_likelihood(wide, patterns, N)
+            x_hat, W = _centre(post, theta_hat, H)
+        t_mode = time.perf_counter() - t0
+        target: _Whitened | _CollapsedWhitened = _Whitened(post, x_hat, W, original_map(wide, theta_hat), wide)
+        n_sampled = int(layout.n_params)
+    else:
+        cpost = CollapsedPosterior(prof, N, scales)
+        with one_blas_thread():
+            theta_hat, _, H, _, _, phi_hat = maximise_profile(prof, wide, patterns, N)
+            W = _profile_whitening(cpost, phi_hat, H)
+        t_mode = time.perf_counter() - t0
+        J0, _ = original_map(wide, theta_hat)
+        unit = np.diag(J0[: layout.n_coef, layout.slices["coef"]]).copy()
+        target = _CollapsedWhitened(cpost, phi_hat, W, unit, float(wide.scale[layout.q] ** 2))
+        coords["phi_dim"] = [str(i) for i in range(cpost.ndim)]
+        n_sampled = int(cpost.ndim)
     with one_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         raw = _sample(
-            target, coords, chains=chains, draws=draws, tune=tune, seed=seed, cores=n_cores, progressbar=progressbar
+            target,
+            coords,
+            chains=chains,
+            draws=draws,
+            tune=tune,
+            seed=seed,
+            cores=n_cores,
+            progressbar=progressbar,
+            target_accept=None if prof is None else _TARGET_ACCEPT,
         )
     import arviz as az
 
-    idata: Any = az.InferenceData(posterior=raw.posterior, sample_stats=raw.sample_stats)  # arviz stubs lack groups
+    posterior = raw.posterior
+    if prof is not None:
+        posterior = _add_nuisance(posterior, cpost, wide, theta_hat, seed)
+    idata: Any = az.InferenceData(posterior=posterior, sample_stats=raw.sample_stats)  # arviz stubs lack groups
     diag, ok, div = diagnose(idata, ["beta", "alpha_variance", "error_variance"], label="Bayesian ML-SEM")
     names = list(layout.coef_names)
     beta = idata.posterior["beta"].values.reshape(-1, len(names))
@@ -567,7 +679,13 @@ def fit_bayes_sem(
         diagnostics=diag,
         converged=ok,
         info={
-            "sampler": "nutpie (NumPy ML-SEM log-density, whitened at the ML point)",
+            "sampler": (
+                "nutpie (NumPy ML-SEM log-density, whitened at the ML point)"
+                if prof is None
+                else "nutpie (collapsed ML-SEM: nuisance regressions integrated out, whitened at the ML point)"
+            ),
+            "collapsed": prof is not None,
+            "n_sampled": n_sampled,
             "model": "ML-SEM (team effect a latent variable of the joint normal)",
             "divergences": div,
             "seconds": time.perf_counter() - t0,

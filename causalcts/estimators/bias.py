@@ -62,10 +62,12 @@ their correlation with the lagged outcome.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
-from causalcts.errors import EstimationError, SpecificationError, TooFewPeriodsError
+from causalcts.errors import ConvergenceWarning, EstimationError, SpecificationError, TooFewPeriodsError
 from causalcts.estimators.linear import cluster_scale, within_ols, within_transform
 from causalcts.inference.cluster import fixed_effects_dof
 from causalcts.results.base import EstimationResults
@@ -220,7 +222,7 @@ def bias_corrected_within(
     n_outcome_lags,
     terms,
     dep,
-    max_iter: int = 200,
+    max_iter: int = 2000,
     index=None,
 ) -> EstimationResults:
     """Analytically bias-corrected within estimator for one lag of the outcome (module docstring).
@@ -268,13 +270,20 @@ def bias_corrected_within(
                 theta, converged = new, True
                 break
             theta = new
-    if not converged or not abs(theta[j]) < 1:
+    if not converged:
         raise EstimationError(
             f"The iterated bias correction of {outcome_lags[0]} did not converge (within estimate "
-            f"{theta_w[j]:.4g}; the iteration {'diverged' if not np.all(np.isfinite(theta)) else 'left (-1, 1)'} "
+            f"{theta_w[j]:.4g}; the iteration {'diverged' if not np.all(np.isfinite(theta)) else 'did not settle'} "
             f"within {max_iter} steps). The correction assumes strictly exogenous regressors: run "
             "causalcts.check_exogeneity (adoption that reacts to past outcomes breaks it) and use method='ml' or "
             "GMM with predetermined=[...], or the half-panel jackknife."
+        )
+    if not abs(theta[j]) < 0.99:
+        warnings.warn(
+            f"The bias-corrected persistence {theta[j]:.4g} is at or beyond 0.99, where the correction is evaluated "
+            "at 0.99 (Nickell's formula needs a stationary AR(1)): near a unit root prefer GMM or the jackknife.",
+            ConvergenceWarning,
+            stacklevel=2,
         )
     e = yt - Xt @ theta
     sigma2 = float(e @ e) / dof

@@ -183,8 +183,14 @@ def _panel(frame: pd.DataFrame, columns: Sequence[str], entity: str, time: str) 
     return Panel(frame[[entity, time, *dict.fromkeys(columns)]], entity=entity, time=time, columns=columns, dropna=True)
 
 
-def control_response(frame: pd.DataFrame, *, control: str, share: str, entity: str, time: str) -> dict[str, Any]:
-    """Does a control respond to adoption? TWFE regression of the control on the share and its lag (a diagnostic row).
+def control_response(
+    frame: pd.DataFrame, *, control: str, share: str, entity: str, time: str, share_predetermined: bool = False
+) -> dict[str, Any]:
+    """Does a control respond to adoption? The share and its lag in the control's TWFE regression (a diagnostic row).
+
+    With ``share_predetermined`` (the share's lead test failed: adoption reacts to past outcomes) the test is the
+    feedback-robust one of :func:`causalcts.estimators.exogeneity.response_test` (difference GMM with the share
+    predetermined), as ``causalcts.check_exogeneity`` does.
 
     Examples
     --------
@@ -195,16 +201,16 @@ def control_response(frame: pd.DataFrame, *, control: str, share: str, entity: s
     'fail'
     """
     panel = _panel(frame, [control, share], entity, time)
-    out = response_test(panel, panel.entity_codes, control, share)
+    out = response_test(panel, panel.entity_codes, control, share, predetermined_treatment=share_predetermined)
     v = verdict_from_p(out["pvalue"])
-    note = (
-        f"{out['df']} of {share} and its lag in a TWFE regression of {control} (coefficient of {share} "
-        f"{out['coefficient']:.4g}); "
-        + (
-            "it moves with adoption: a possible mediator, shown with and without"
-            if v == "fail"
-            else "no clear response"
-        )
+    how = (
+        f"Wald {out['df']} of {share} and its lag in difference GMM of {control} on its lag with {share} "
+        "predetermined (the share's lead test failed)"
+        if share_predetermined
+        else f"{out['df']} of {share} and its lag in a TWFE regression of {control}"
+    )
+    note = f"{how} (coefficient of {share} {out['coefficient']:.4g}); " + (
+        "it moves with adoption: a possible mediator, shown with and without" if v == "fail" else "no clear response"
     )
     return _row("control responds to adoption", control, out["statistic"], out["pvalue"], v, note)
 
