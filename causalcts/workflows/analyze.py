@@ -65,7 +65,7 @@ METHOD_LABELS = {
     "anderson-hsiao": "Anderson-Hsiao",
     "diff-gmm": "difference GMM, share predetermined",
     "sys-gmm": "system GMM, share predetermined",
-    "bayes": "Bayesian dynamic panel",
+    "bayes": "Bayesian dynamic panel, share strictly exogenous",
     "ml": "ML-SEM, share predetermined",
 }
 
