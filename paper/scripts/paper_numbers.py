@@ -431,7 +431,8 @@ def study(c: Collected, folder: Path | None, name: str, methods: list[str]) -> N
         return
     summary = with_design_labels(pd.read_parquet(summ))
     c.table(f"study_{name}", SUMMARY_COLUMNS, _summary_rows(summary, methods), [summ], script)
-    vals = {"rows": fint(len(summary)), "reps_min": fint(summary["n"].min())}
+    done = summary["n"] + summary["n_failed"] if "n_failed" in summary else summary["n"]  # replications run per row
+    vals = {"rows": fint(len(summary)), "reps_min": fint(summary["n"].min()), "reps_run": fint(done.min())}
     trap = summary
     for k in ("feedback", "selection"):
         if k in summary:
