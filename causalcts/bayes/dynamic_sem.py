@@ -359,16 +359,13 @@ class SemPosterior:
         return float(ll + lp + log_jac), gx
 
 
-class _Whitened:
-    """The posterior in whitened coordinates ``z``: ``x = centre + W z`` (an affine map: the posterior is exact)."""
+class _WhitenedBase:
+    """A posterior in whitened coordinates ``z``: ``x = centre + W z`` (an affine map: the posterior is exact)."""
 
-    def __init__(self, post: SemPosterior, centre: np.ndarray, W: np.ndarray, coef_map, wide: WideData) -> None:
-        self.post, self.centre, self.ndim = post, centre, post.ndim
-        self.W = np.asfortranarray(np.triu(W))  # upper triangular: BLAS trmv, half the work of a dense product
-        self.J, self.off = coef_map
-        L = post.layout
-        self.n_coef, self.m = L.n_coef, L.m
-        self.sy2 = float(wide.scale[L.q] ** 2)
+    post: Any
+    centre: np.ndarray
+    W: np.ndarray  # upper triangular, Fortran order: BLAS trmv, half the work of a dense product
+    ndim: int
 
     def to_x(self, z: np.ndarray) -> np.ndarray:
         return self.centre + blas.dtrmv(self.W, z)
@@ -376,6 +373,21 @@ class _Whitened:
     def logp(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         lp, g = self.post.logp(self.to_x(z))
         return lp, blas.dtrmv(self.W, g, trans=1)
+
+    def initial_point(self, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+
+
+class _Whitened(_WhitenedBase):
+    """The full posterior (:class:`SemPosterior`) in whitened coordinates."""
+
+    def __init__(self, post: SemPosterior, centre: np.ndarray, W: np.ndarray, coef_map, wide: WideData) -> None:
+        self.post, self.centre, self.ndim = post, centre, post.ndim
+        self.W = np.asfortranarray(np.triu(W))
+        self.J, self.off = coef_map
+        L = post.layout
+        self.n_coef, self.m = L.n_coef, L.m
+        self.sy2 = float(wide.scale[L.q] ** 2)
 
     def expand(self, z: np.ndarray) -> dict[str, np.ndarray]:
         theta = self.post.to_theta(self.to_x(z))
@@ -388,9 +400,6 @@ class _Whitened:
             "alpha_variance": np.asarray(theta[s["psi"]][0] * self.sy2),
             "error_variance": np.broadcast_to(err, (self.m,)).copy(),
         }
-
-    def initial_point(self, seed: int) -> np.ndarray:
-        return np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
 
 
 def _whitening(post: SemPosterior, x_hat: np.ndarray, H_theta: np.ndarray, theta_hat: np.ndarray) -> np.ndarray:
@@ -427,7 +436,7 @@ def _centre(post: SemPosterior, theta_hat: np.ndarray, H_theta: np.ndarray) -> t
     return x_hat, _whitening(post, x_hat, H_theta, theta_hat)
 
 
-class _CollapsedWhitened:
+class _CollapsedWhitened(_WhitenedBase):
     """The collapsed posterior (:mod:`causalcts.bayes.dynamic_sem_collapsed`) in whitened coordinates ``z``:
     ``phi = centre + W z``; ``expand`` gives the coefficients and error variances in data units and ``phi``."""
 
@@ -435,13 +444,6 @@ class _CollapsedWhitened:
         self.post, self.centre, self.ndim = post, centre, post.ndim
         self.W = np.asfortranarray(np.triu(W))
         self.unit, self.sy2 = unit, sy2
-
-    def to_x(self, z: np.ndarray) -> np.ndarray:
-        return self.centre + blas.dtrmv(self.W, z)
-
-    def logp(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        lp, g = self.post.logp(self.to_x(z))
-        return lp, blas.dtrmv(self.W, g, trans=1)
 
     def expand(self, z: np.ndarray) -> dict[str, np.ndarray]:
         phi = self.to_x(z)
@@ -451,9 +453,6 @@ class _CollapsedWhitened:
             "error_variance": self.post._d(phi) * self.sy2,
             "phi": phi,
         }
-
-    def initial_point(self, seed: int) -> np.ndarray:
-        return np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
 
 
 def _profile_whitening(post: CollapsedPosterior, phi_hat: np.ndarray, H: np.ndarray) -> np.ndarray:
