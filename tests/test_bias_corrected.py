@@ -183,3 +183,18 @@ def test_a_diverging_correction_raises_instead_of_returning_nan():
     sim = causalcts.simulate(**design, seed=int(ss.spawn(2)[0].generate_state(1)[0]))
     with pytest.raises(EstimationError, match="check_exogeneity"):
         causalcts.fit("cr_velocity ~ L(cr_velocity, 1) + ai_share", sim.data, method="bias-corrected")
+
+
+def test_a_correction_that_settles_at_the_unit_root_warns():
+    """Near a unit root (the smoke grid's persistence-0.95 design, T = 8, replication 0) the correction converges
+    to 0.9916, beyond the 0.99 at which Nickell's formula is evaluated: the estimate is returned with a
+    ConvergenceWarning that says so, not silently and not as an error."""
+    from causalcts.errors import ConvergenceWarning
+    from causalcts.evaluation import montecarlo as mc
+
+    grid = mc.load_grid("smoke")
+    design = next(d for d in grid.designs if d["persistence"] == 0.95)
+    sim = causalcts.simulate(**design, seed=int(mc.cell_seed(grid.seed, design, 0).spawn(2)[0].generate_state(1)[0]))
+    with pytest.warns(ConvergenceWarning, match="0.99"):
+        res = causalcts.fit(grid.formula, sim.data, method="bias-corrected", checks=False)
+    assert res.params["L1.cr_velocity"] >= 0.99 and np.isfinite(res.std_errors).all()

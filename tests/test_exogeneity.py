@@ -227,7 +227,8 @@ def test_response_test_size_under_feedback():
 
 
 def test_response_test_flags_a_mediator_under_feedback():
-    """Power of the difference-GMM form: mediation 0.5 under feedback 2.0 is flagged (20 of 20 at 300 x 8, measured)."""
+    """Power of the difference-GMM form: mediation 0.5 under feedback is flagged (measured: 40 of 40 panels at
+    300 x 12 with feedback 2.0, 20 of 20 at 300 x 8 with feedback 1.0)."""
     sim = causalcts.simulate(300, 12, feedback=2.0, mediation=0.5, seed=11)
     t = check_exogeneity(F, sim.data, treatment="ai_share")
     row = t[t["test"] == "responds to treatment"].loc["rollback_rate"]

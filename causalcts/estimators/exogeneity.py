@@ -270,10 +270,11 @@ def response_test(
     fails: adoption reacts to past outcomes, which past controls moved), that within regression is confounded:
     the demeaned treatment carries later adoption, which responded to the control's earlier shocks, and the
     test rejected for a control that adoption does not move in 15 of 40 simulations (300 teams x 12 weeks,
-    feedback 2.0; tests/test_exogeneity.py holds the size and power checks of both forms). Then the test is the
-    Wald test of both coefficients in difference GMM of ``control ~ L(control, 1) + treatment + L(treatment, 1)``
-    with the treatment predetermined (instruments from lag 1, the control's from lag 2, lags up to 4,
-    collapsed, two-step, Windmeijer-robust, clustered by team), chi-square with 2 degrees of freedom.
+    feedback 2.0, measured); tests/test_exogeneity.py checks the size and power of the GMM form under
+    feedback. Then the test is the Wald test of both coefficients in difference GMM of
+    ``control ~ L(control, 1) + treatment + L(treatment, 1)`` with the treatment predetermined (instruments from
+    lag 1, the control's from lag 2, lags up to 4, collapsed, two-step, Windmeijer-robust, clustered by team),
+    chi-square with 2 degrees of freedom.
     """
     tested = [treatment, lag_name(treatment, 1)]
     formula = f"{control} ~ {treatment} + L({treatment}, 1)"
