@@ -297,7 +297,7 @@ class Build:
             from causalcts.plots.report import write_report
 
             write_report(paper_grid)  # cells of a partial run: summarise what exists
-        pn.study(c, paper_grid, "paper", list(pn.METHOD_NAMES))
+        pn.study(c, paper_grid, "paper", list(pn.METHOD_NAMES), crit)
         if inp["quick_grid"]:
             pn.grid_designs(c, PAPER / "grids" / "quick.toml", "quick")
         pn.study(c, inp["quick_grid"], "quick", list(pn.METHOD_NAMES))
@@ -532,13 +532,15 @@ class Build:
     def render_readme(self, c, template: Path, dest: Path) -> None:
         text = re.sub(r"\A<!--.*?-->\n", "", template.read_text(), count=1, flags=re.S)  # the template's own note
         flags = getattr(c, "flags", {})
-        # {{#if flag}} ... {{else}} ... {{/if}}: text kept only when the flag is set (results that may not exist)
-        text = re.sub(
-            r"\{\{#if ([^{}]+)\}\}(.*?)(?:\{\{else\}\}(.*?))?\{\{/if\}\}",
-            lambda m: m.group(2) if flags.get(m.group(1).strip()) else (m.group(3) or ""),
-            text,
-            flags=re.S,
+        # {{#if flag}} ... {{else}} ... {{/if}}: text kept only when the flag is set (results that may not exist);
+        # blocks may nest: the innermost (a body without another {{#if) are resolved first, until none is left
+        block = re.compile(
+            r"\{\{#if ([^{}]+)\}\}((?:(?!\{\{#if).)*?)(?:\{\{else\}\}((?:(?!\{\{#if).)*?))?\{\{/if\}\}", re.S
         )
+        while True:
+            text, k = block.subn(lambda m: m.group(2) if flags.get(m.group(1).strip()) else (m.group(3) or ""), text)
+            if not k:
+                break
 
         def fill(m: re.Match) -> str:
             key = m.group(1).strip()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib
+import json
 import textwrap
 from pathlib import Path
 
@@ -222,6 +223,16 @@ def test_cli_bench_recovery_and_report(tmp_path, capsys):
     assert "4 fits failed" in printed
     assert (out / "summary.md").exists() and (out / "bias_vs_T_L1_cr_velocity.png").exists()
     assert len(load_results(out)) == 2 * 2 * 3 * 2
+    # the run is logged and the report says how long it took: 4 cells of 3 methods, one run of 1 worker
+    (run,) = json.loads((out / "runs.json").read_text())
+    assert (run["cells_planned"], run["cells_done"], run["completed"], run["workers"]) == (4, 4, True, 1)
+    timing = json.loads((out / "timing.json").read_text())
+    assert (timing["cells"], timing["fits"], timing["wall_seconds"]) == (4, 12, run["wall_seconds"])
+    assert sorted(timing["fit_seconds_by_method"]) == ["bayes", "broken", "within"]
+    assert 0 < timing["fit_seconds"] <= run["wall_seconds"]  # one worker: the fits fit inside the wall time
+    # a rerun with nothing to do logs nothing
+    assert main(["bench", "recovery", "--grid", str(grid), "--out", str(out), "--workers", "1"]) == 0
+    assert len(json.loads((out / "runs.json").read_text())) == 1
 
 
 def test_smoke_grid_negative_controls_and_recovery(tmp_path):

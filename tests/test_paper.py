@@ -152,3 +152,43 @@ def test_template_blocks_follow_their_flag(tmp_path):
         c = type("C", (), {"values": {"x.y": "1"}, "tables": {}, "flags": {"on": on}})()
         b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
         assert (tmp_path / "t.md").read_text() == want
+
+
+def test_template_blocks_nest(tmp_path):
+    import argparse
+
+    b = paper_build.Build(argparse.Namespace(quick=True, out=str(tmp_path), rerun=False, example="steady"))
+    (tmp_path / "t.in").write_text("A{{#if a}}B{{#if b}}C{{/if}}D{{else}}E{{/if}}F\n")
+    for flags, want in (({}, "AEF\n"), ({"a": True}, "ABDF\n"), ({"a": True, "b": True}, "ABCDF\n")):
+        c = type("C", (), {"values": {}, "tables": {}, "flags": flags})()
+        b.render_readme(c, tmp_path / "t.in", tmp_path / "t.md")
+        assert (tmp_path / "t.md").read_text() == want
+
+
+def test_paper_grid_verdicts_apply_the_criteria_to_every_method():
+    """paper_numbers.judge: a bias above the bound fails (b), a coverage interval wholly outside the band fails (c),
+    an interval that straddles the band's edge is consistent with it (it cannot be certified at this n)."""
+    sys.path.insert(0, str(ROOT / "paper" / "scripts"))
+    import pandas as pd
+    import paper_numbers as pn
+
+    crit = {"bias_over_emp_se_max": 0.1, "coverage90_band": [0.87, 0.93]}
+    mcse = (0.9 * 0.1 / 500) ** 0.5  # 0.0134: the MCSE of a 90 percent coverage with 500 replications
+    s = pd.DataFrame(
+        {
+            "design": ["d"] * 4,
+            "term": ["ai_share"] * 4,
+            "method": ["within", "bias-corrected", "sys-gmm", "bayes"],
+            "bias": [0.002, 0.0005, 0.0005, 0.0005],
+            "emp_se": [0.01] * 4,
+            "coverage90": [0.90, 0.90, 0.80, 0.86],
+            "coverage90_mcse": [mcse] * 4,
+        }
+    )
+    j = pn.judge(s, crit).set_index("method")
+    assert j.loc["within", ["bias_ok", "cov_out", "consistent"]].tolist() == [False, False, False]  # 0.2 SE > 0.1
+    assert j.loc["bias-corrected", "consistent"]
+    assert j.loc["sys-gmm", ["bias_ok", "cov_out"]].tolist() == [True, True]  # 0.80 + 1.96 * 0.0134 < 0.87
+    assert j.loc["bayes", "consistent"]  # 0.86 + 0.026 reaches into the band
+    (row,) = pn._verdict_rows(pn.judge(s, crit), list(pn.METHOD_NAMES))
+    assert row == ["d", "ai_share", "bias-corrected FE, Bayesian dynamic panel", "within (FE) (b), system GMM (c)"]

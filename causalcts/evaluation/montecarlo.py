@@ -58,12 +58,14 @@ from __future__ import annotations
 import inspect
 import json
 import multiprocessing
+import os
 import time
 import tomllib
 import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from itertools import product
 from pathlib import Path
@@ -485,11 +487,54 @@ def run_grid(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"{grid.name}: cells", unit="cell")
+    n_workers = (workers or min(len(todo), os.cpu_count() or 1)) if engine == "local" else (workers or 2)
+    started, t0, done = datetime.now(UTC), time.perf_counter(), [0]
+    try:
+        _run_todo(grid, todo, out, engine, n_workers, scheduler, bar, done)
+    finally:
+        if bar:
+            bar.close()
+        if todo:
+            _log_run(out, started, time.perf_counter() - t0, len(todo), done[0], engine, n_workers, scheduler)
+    return load_results(out)
+
+
+def _log_run(
+    out: Path, started: datetime, wall: float, planned: int, done: int, engine: str, workers: int, scheduler
+) -> None:
+    """Append this invocation to ``out/runs.json``: when, how long, how many cells, on what (a resumed grid's
+    wall time is the sum over its runs)."""
+    import platform
+
+    from causalcts import __version__
+
+    path = out / "runs.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append(
+        {
+            "started": started.isoformat(timespec="seconds"),
+            "wall_seconds": round(wall, 1),
+            "cells_planned": planned,
+            "cells_done": done,
+            "completed": done == planned,
+            "engine": engine,
+            "workers": workers,
+            "scheduler": scheduler or "local",
+            "cpu_count": os.cpu_count(),
+            "machine": f"{platform.system()} {platform.machine()}",
+            "causalcts": __version__,
+        }
+    )
+    path.write_text(json.dumps(runs, indent=2) + "\n")
+
+
+def _run_todo(grid: Grid, todo: list, out: Path, engine: str, n: int, scheduler, bar, done: list[int]) -> None:
+    """Run the cells in ``todo`` on ``engine``; ``done[0]`` counts the cells written."""
     if todo and engine == "local":
-        n = workers or min(len(todo), __import__("os").cpu_count() or 1)
         if n == 1:
             for d, r, m in todo:
                 _run_and_save(grid, d, r, str(out), m)
+                done[0] += 1
                 bar and bar.update()
         else:
             # spawn, not fork: forking a process that holds threads (JAX, BLAS, numba) can deadlock
@@ -497,6 +542,7 @@ def run_grid(
                 futures = [pool.submit(_run_and_save, grid, d, r, str(out), m) for d, r, m in todo]
                 for f in as_completed(futures):
                     f.result()
+                    done[0] += 1
                     bar and bar.update()
     elif todo:
         from dask.distributed import Client, LocalCluster
@@ -506,20 +552,18 @@ def run_grid(
         if scheduler:
             client = Client(scheduler)
         else:
-            cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         try:
             dask_futures = [client.submit(_run_and_save, grid, d, r, str(out), m, pure=False) for d, r, m in todo]
             for f in dask_completed(dask_futures):
                 f.result()
+                done[0] += 1
                 bar and bar.update()
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
-    if bar:
-        bar.close()
-    return load_results(out)
 
 
 def load_results(out_dir: str | Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from causalcts.evaluation.montecarlo import load_results, summarize, summary_markdown, summary_table
 
-__all__ = ["report_text", "write_report"]
+__all__ = ["report_text", "run_timing", "write_report"]
 
 
 def report_text(summary: pd.DataFrame, *, grid: dict | None = None) -> str:
@@ -38,13 +38,42 @@ def report_text(summary: pd.DataFrame, *, grid: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def run_timing(out_dir: str | Path, results: pd.DataFrame | None = None) -> dict:
+    """How long a recovery study took, from its folder: what ``timing.json`` holds.
+
+    ``fit_seconds`` sums the ``seconds`` the cells recorded for each fit (one per design, replication and
+    method): CPU-bound work, so it is close to the CPU time of the fits. ``runs`` copies ``runs.json``, which
+    :func:`causalcts.evaluation.montecarlo.run_grid` appends to at the end of each invocation (wall time,
+    cells, engine, workers); ``wall_seconds`` is their sum, ``None`` where the folder has no such log (cells
+    from causalcts 0.2.0 before the log existed). ``cell_write_span_seconds`` is the time from the first
+    cell file written to the last: the wall time of an uninterrupted run less the time to the first cell.
+    """
+    out = Path(out_dir)
+    results = load_results(out) if results is None else results
+    fits = results.drop_duplicates(["design_id", "replication", "method"])
+    files = sorted((out / "cells").glob("*.parquet"))
+    mtimes = [f.stat().st_mtime for f in files]
+    runs_file = out / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
+    return {
+        "cells": len(files),
+        "fits": len(fits),
+        "fit_seconds": round(float(fits["seconds"].sum()), 1),
+        "fit_seconds_by_method": {m: round(float(v), 1) for m, v in fits.groupby("method")["seconds"].sum().items()},
+        "cell_write_span_seconds": round(max(mtimes) - min(mtimes), 1) if mtimes else None,
+        "wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1) if runs else None,
+        "runs": runs,
+    }
+
+
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
 def write_report(out_dir: str | Path) -> dict[str, Path]:
-    """Summarise ``out_dir``'s results; write ``summary.parquet``, ``summary.md``, ``summary.txt`` and PNGs.
+    """Summarise ``out_dir``'s results; write ``summary.parquet``, ``summary.md``, ``summary.txt``,
+    ``timing.json`` (:func:`run_timing`) and PNGs.
 
     Figures are drawn on :class:`matplotlib.figure.Figure` objects, not through pyplot, so no window
     opens and the session's backend is left alone.
@@ -56,8 +85,14 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     summary = summarize(results)
     grid_file = out / "grid.json"
     grid = json.loads(grid_file.read_text()) if grid_file.exists() else {}
-    paths = {"summary": out / "summary.parquet", "markdown": out / "summary.md", "text": out / "summary.txt"}
+    paths = {
+        "summary": out / "summary.parquet",
+        "markdown": out / "summary.md",
+        "text": out / "summary.txt",
+        "timing": out / "timing.json",
+    }
     summary.to_parquet(paths["summary"], index=False)
+    paths["timing"].write_text(json.dumps(run_timing(out, results), indent=2) + "\n")
     paths["markdown"].write_text(summary_markdown(summary) + "\n")
     paths["text"].write_text(report_text(summary, grid=grid) + "\n")
     for term in summary["term"].unique():

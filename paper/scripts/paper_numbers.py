@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 #: Methods of the recovery grids as the paper names them (labels only, no numbers).
@@ -297,7 +298,8 @@ def nickell(beta: float, periods: int) -> tuple[float, float]:
 def _summary_rows(summary: pd.DataFrame, methods_order: list[str]) -> list[list[str]]:
     rows = []
     order = {m: i for i, m in enumerate(methods_order)}
-    s = summary.assign(_o=summary["method"].map(order).fillna(99)).sort_values(["design", "_o", "term"])
+    by = "design_no" if "design_no" in summary else "design"
+    s = summary.assign(_o=summary["method"].map(order).fillna(99)).sort_values([by, "_o", "term"])
     for _, r in s.iterrows():
         rows.append(
             [
@@ -422,17 +424,32 @@ def grid_designs(c: Collected, grid_toml: Path, name: str) -> None:
     c.put(f"grid_{name}", [grid_toml], script, vals)
 
 
-def study(c: Collected, folder: Path | None, name: str, methods: list[str]) -> None:
-    """Results of a recovery grid beyond the headline (the paper grid or the quick grid), if they exist."""
+def study(c: Collected, folder: Path | None, name: str, methods: list[str], criteria: dict | None = None) -> None:
+    """Results of a recovery grid beyond the headline (the paper grid or the quick grid), if they exist.
+
+    Besides the full table: the run's time (``timing.json`` of ``causalcts bench report``), a verdict table
+    that applies the criteria of ``paper/criteria.toml`` (written before the runs, for the headline's
+    recommended method) descriptively to every method, design and term, and the numbers the text quotes
+    for the designs that isolate one trap each.
+    """
     script = "paper/scripts/paper_numbers.py:study"
     summ = folder / "summary.parquet" if folder else None
     c.flags[f"{name}_run"] = bool(summ and summ.exists())
     if not c.flags[f"{name}_run"]:
         return
-    summary = with_design_labels(pd.read_parquet(summ))
+    assert summ is not None and folder is not None
+    summary = _numbered_designs(with_design_labels(pd.read_parquet(summ)), _load(folder / "grid.json"))
     c.table(f"study_{name}", SUMMARY_COLUMNS, _summary_rows(summary, methods), [summ], script)
     done = summary["n"] + summary["n_failed"] if "n_failed" in summary else summary["n"]  # replications run per row
     vals = {"rows": fint(len(summary)), "reps_min": fint(summary["n"].min()), "reps_run": fint(done.min())}
+    inputs: list[Path] = [summ]
+    timing_path = folder / "timing.json"
+    if timing_path.exists():
+        vals.update(_timing_values(_load(timing_path)))
+        inputs.append(timing_path)
+    c.flags[f"{name}_timed"] = timing_path.exists()
+    planned = _load(folder / "grid.json").get("replications")
+    c.flags[f"{name}_complete"] = planned is not None and int(done.min()) >= int(planned)
     trap = summary
     for k in ("feedback", "selection"):
         if k in summary:
@@ -442,7 +459,165 @@ def study(c: Collected, folder: Path | None, name: str, methods: list[str]) -> N
         if len(w):
             vals["trap.within.ai_share.bias"] = fx(w["bias"].iloc[0], 3)
             vals["trap.within.ai_share.cov95"] = fx(w["coverage95"].iloc[0], 2)
-    c.put(f"study_{name}", [summ], script, vals)
+    if criteria is not None:
+        judged = judge(summary, criteria)
+        c.table(f"verdict_{name}", VERDICT_COLUMNS, _verdict_rows(judged, methods), [summ], script)
+        vals.update(_trap_values(judged, c.flags, name))
+    c.put(f"study_{name}", inputs, script, vals)
+
+
+#: Short names of the trap designs (:func:`_trap_design`) for the tables.
+TRAP_LABELS = {
+    "null": "null effect",
+    "feedback": "feedback",
+    "selection": "selection",
+    "selection_feedback": "selection + feedback",
+    "messy": "counts, gaps, heterogeneity, mediator",
+}
+
+
+def _numbered_designs(summary: pd.DataFrame, grid: dict) -> pd.DataFrame:
+    """Label each design by its number in the grid file (as in the designs table) and a short name, so that the
+    tables stay narrow; the full settings are in the designs table."""
+    from causalcts.evaluation.montecarlo import design_id
+
+    number = {design_id(d): i + 1 for i, d in enumerate(grid.get("designs", []))}
+    if not number or not set(summary["design_id"]) <= set(number):
+        return summary
+    rows = summary.drop_duplicates("design_id").set_index("design_id")
+    labels = {}
+    for did, r in rows.iterrows():
+        trap = _trap_design(r)
+        short = TRAP_LABELS.get(trap or "", "")
+        if not short:
+            short = f"T={int(r['n_weeks'])}"
+            if pd.notna(r.get("persistence")):
+                short += f", β={fsig(float(r['persistence']))}"
+            if trap is None:
+                short += ", selection = feedback = 0"
+        labels[did] = f"{number[did]}: {short}"
+    return summary.assign(design=summary["design_id"].map(labels), design_no=summary["design_id"].map(number))
+
+
+def _timing_values(t: dict) -> dict[str, str]:
+    """The run time of a grid from its ``timing.json``: wall time (the run log, or the span of cell writes)."""
+    wall, source = t.get("wall_seconds"), "the run log (runs.json)"
+    if wall is None:
+        wall, source = t.get("cell_write_span_seconds"), "the span of the cells' write times"
+    by = t.get("fit_seconds_by_method", {})
+    workers = sorted({r["workers"] for r in t.get("runs", [])})
+    return {
+        "wall_minutes": fint(wall / 60) if wall is not None else "n/a",
+        "wall_from": source,
+        "cpu_minutes": fint(t["fit_seconds"] / 60),
+        "bayes_pct": fint(100 * by.get("bayes", 0.0) / t["fit_seconds"]) if t["fit_seconds"] else "n/a",
+        "workers": ", ".join(str(w) for w in workers) if workers else "n/a",
+        "fits": fint(t["fits"]),
+        "cells": fint(t["cells"]),
+    }
+
+
+VERDICT_COLUMNS = ["design", "term", "consistent with the criteria", "clearly fail (b: bias, c: coverage)"]
+
+
+def judge(summary: pd.DataFrame, criteria: dict) -> pd.DataFrame:
+    """Each row of a summary against the criteria of ``paper/criteria.toml``, applied descriptively.
+
+    ``bias_ok``: |bias| at most ``bias_over_emp_se_max`` empirical SEs. ``cov_out``: the 95 percent Monte Carlo
+    interval of the 90 percent coverage lies wholly outside ``coverage90_band`` (with a few hundred replications
+    the interval is too wide to lie wholly inside it, so the verdict is "clearly fails" or "consistent").
+    """
+    band = criteria["coverage90_band"]
+    lo = summary["coverage90"] - 1.96 * summary["coverage90_mcse"]
+    hi = summary["coverage90"] + 1.96 * summary["coverage90_mcse"]
+    bias_ok = summary["bias"].abs() <= criteria["bias_over_emp_se_max"] * summary["emp_se"]
+    cov_out = (hi < band[0]) | (lo > band[1])
+    return summary.assign(bias_ok=bias_ok, cov_out=cov_out, consistent=bias_ok & ~cov_out)
+
+
+def _verdict_rows(judged: pd.DataFrame, methods_order: list[str]) -> list[list[str]]:
+    order = {m: i for i, m in enumerate(methods_order)}
+    rows = []
+    by = ["design_no", "design"] if "design_no" in judged else ["design"]
+    for key, g in judged.groupby([*by, "term"], sort=True):
+        design, term = key[-2], key[-1]
+        g = g.assign(_o=g["method"].map(order).fillna(99)).sort_values("_o")
+        ok = [METHOD_NAMES.get(m, m) for m in g.loc[g["consistent"], "method"]]
+        bad = [
+            f"{METHOD_NAMES.get(r.method, r.method)} ({'b' if not r.bias_ok else ''}{'c' if r.cov_out else ''})"
+            for r in g[~g["consistent"]].itertuples()
+        ]
+        rows.append([str(design), str(term), ", ".join(ok) or "none", ", ".join(bad) or "none"])
+    return rows
+
+
+def _trap_design(row: pd.Series) -> str | None:
+    """Name the designs of the paper grid that isolate one trap (None for the others)."""
+    sel, fb = (float(row.get(k)) if pd.notna(row.get(k)) else 0.0 for k in ("selection", "feedback"))
+    if pd.notna(row.get("outcome_model")) and row.get("outcome_model") == "count":
+        return "messy"
+    if sel > 0 and fb > 0:
+        return "selection_feedback"
+    if fb > 0:
+        return "feedback"
+    if sel > 0:
+        return "selection"
+    if pd.notna(row.get("selection")) or pd.notna(row.get("feedback")):
+        return None  # the explicit "selection = 0, feedback = 0" twin of the headline design
+    if float(row["effect"]) == 0.0:
+        return "null"
+    beta, weeks = float(row["persistence"]), int(row["n_weeks"])
+    if beta == 0.5:
+        return f"T{weeks}"
+    return f"beta{str(beta).replace('0.', '')}"
+
+
+def _trap_values(judged: pd.DataFrame, flags: dict[str, bool], name: str) -> dict[str, str]:
+    """Numbers the text quotes per trap design: each method's bias, coverage, rejection and verdict lists."""
+    vals: dict[str, str] = {}
+    keys = {did: _trap_design(r) for did, r in judged.drop_duplicates("design_id").set_index("design_id").iterrows()}
+    order = {m: i for i, m in enumerate(METHOD_NAMES)}
+    j = judged.assign(trap=judged["design_id"].map(keys), _o=judged["method"].map(order).fillna(99))
+    j = j.dropna(subset=["trap"]).sort_values(["trap", "term", "_o"], kind="stable")
+    n_min = int(judged["n"].min())
+    vals["cov_halfwidth"] = fx(1.96 * float(np.sqrt(0.9 * 0.1 / n_min)), 3)  # 95% MC half-width at 90% coverage
+    for r in j.itertuples():
+        k = f"{r.trap}.{r.method}.{r.term}"
+        vals[f"{k}.bias"] = fx(r.bias, 3)
+        vals[f"{k}.bias_mcse"] = fx(r.bias_mcse, 3)
+        vals[f"{k}.coverage90"] = fx(r.coverage90, 2)
+        vals[f"{k}.rejection"] = fx(r.rejection, 3)
+        vals[f"{k}.unconverged_pct"] = fint(100 * (1 - r.converged_share))
+        flags[f"{name}.{k}.ok"] = bool(r.consistent)
+
+    for trap, g in j.groupby("trap", sort=False):
+        r0 = g.iloc[0]
+        vals[f"{trap}.weeks"] = fint(r0["n_weeks"])
+        if pd.notna(r0.get("persistence")):
+            vals[f"{trap}.persistence"] = fsig(float(r0["persistence"]))
+
+    def names(ms) -> str:
+        return ", ".join(METHOD_NAMES.get(m, m) for m in ms) or "none"
+
+    for (trap, term), g in j.groupby(["trap", "term"], sort=False):
+        vals[f"{trap}.{term}.consistent"] = names(g.loc[g["consistent"], "method"])
+        vals[f"{trap}.{term}.fail"] = names(g.loc[~g["consistent"], "method"])
+        flags[f"{name}_{trap}_{term.replace('.', '_')}_all_ok"] = bool(g["consistent"].all())
+        vals[f"{trap}.{term}.n_fail"] = fint((~g["consistent"]).sum())
+    # Nickell's formula beside the within estimator's persistence bias at each T of the plain designs
+    plain = j["trap"].str.match(r"T\d+$")
+    for r in j[(j["method"] == "within") & j["term"].str.startswith("L1.") & plain].itertuples():
+        exact, _ = nickell(float(r.persistence), int(r.n_weeks) - 1)
+        vals[f"{r.trap}.nickell_exact"] = fx(exact, 3)
+    # size under the null: the rejection rates of all methods, lowest and highest
+    null = j[(j["trap"] == "null") & (j["term"] == "ai_share")]
+    if len(null):
+        lo, hi = null.loc[null["rejection"].idxmin()], null.loc[null["rejection"].idxmax()]
+        vals["null.rej_min"], vals["null.rej_min_method"] = fx(lo["rejection"], 3), names([lo["method"]])
+        vals["null.rej_max"], vals["null.rej_max_method"] = fx(hi["rejection"], 3), names([hi["method"]])
+        vals["null.rej_mcse"] = fx(float(np.sqrt(0.05 * 0.95 / null["n"].min())), 3)
+    flags[f"{name}_traps"] = bool(len(j))
+    return vals
 
 
 def projection(c: Collected, paper_toml: Path, headline_folder: Path, workers: int = 2) -> None:
