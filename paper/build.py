@@ -191,7 +191,8 @@ class Build:
             inp["quick_grid"] = self._grid(PAPER / "grids" / "quick.toml", self.results / "quick", workers=1)
             inp["sbc_json"], inp["sbc_png"] = self._sbc(self.results, sims=a.sbc_sims or 8, small=True)
             inp["example"] = self._example(self.results / "example", small=True)
-            inp["paper_grid"] = None
+            # like the headline and exogeneity grids, the committed paper-grid summary is read when it exists
+            inp["paper_grid"] = inp["paper_grid"] if (inp["paper_grid"] / "summary.parquet").exists() else None
         elif a.rerun:
             self._grid("headline", RES / "headline", workers=a.workers)
             self._grid("paper", RES / "paper", workers=a.workers)

@@ -53,7 +53,11 @@ def test_every_number_the_manuscript_asks_for_is_filled(quick):
     keys = set(re.findall(r'\bn\("([^"]+)"\)', text))
     assert len(keys) > 100
     # keys of sections switched off by a flag may be absent; every other one must be there
-    optional = ("study_paper.", "example.sav.", "example.truth.")
+    optional: tuple[str, ...] = ("example.sav.", "example.truth.")
+    if not doc["flags"].get("paper_run"):  # the paper grid's paragraphs are switched off without its summary
+        optional += ("study_paper.",)
+    if not doc["flags"].get("paper_timed"):  # the run-time sentence needs the grid's timing.json
+        optional += tuple(f"study_paper.{k}" for k in ("wall_", "workers", "fits", "cpu_", "bayes_pct"))
     if not doc["flags"].get("exog_run"):  # the exogeneity results switch their paragraph off when absent
         optional += tuple(f"exog.{d}." for d in ("feedback", "selection", "heterogeneity", "mediator", "cohort")) + (
             "exog.n_met", "exog.neg_", "exog.cpu_", "exog.fits")  # fmt: skip
@@ -192,3 +196,23 @@ def test_paper_grid_verdicts_apply_the_criteria_to_every_method():
     assert j.loc["bayes", "consistent"]  # 0.86 + 0.026 reaches into the band
     (row,) = pn._verdict_rows(pn.judge(s, crit), list(pn.METHOD_NAMES))
     assert row == ["d", "ai_share", "bias-corrected FE, Bayesian dynamic panel", "within (FE) (b), system GMM (c)"]
+
+
+def test_the_paper_grid_is_in_the_quick_paper_when_its_summary_exists(quick):
+    """--quick reads the committed paper-grid summary: its verdict table has a row per design and term."""
+    summary = ROOT / "benchmarks" / "results" / "paper" / "summary.parquet"
+    doc = json.loads((quick / "generated" / "numbers.json").read_text())
+    assert doc["flags"]["paper_run"] == summary.exists()
+    if not summary.exists():
+        return
+    import pandas as pd
+
+    s = pd.read_parquet(summary)
+    rows = doc["tables"]["verdict_paper"]["rows"]
+    assert len(rows) == s["design_id"].nunique() * s["term"].nunique()
+    assert [int(r[0].split(":")[0]) for r in rows] == sorted(int(r[0].split(":")[0]) for r in rows)  # grid order
+    # every method of the grid is judged in every row, once
+    grid = json.loads((summary.parent / "grid.json").read_text())
+    for r in rows:
+        judged = [m for cell in r[2:] for m in cell.split(", ") if m != "none"]
+        assert len(judged) == len(grid["methods"]), r
