@@ -376,6 +376,23 @@ class Build:
                 "time": f"{c.values['headline.cpu_minutes']} CPU-min (per-fit seconds of the summary x replications)",
             }
         ]
+        if c.flags.get("paper_run") and inp["paper_grid"]:
+            self.grid_runs.append(
+                {
+                    "results": inp["paper_grid"] / "summary.parquet",
+                    "grid": GRIDS / "paper.toml",
+                    "command": "causalcts bench recovery --grid paper --workers 2 --out benchmarks/results/paper; "
+                    "causalcts bench report benchmarks/results/paper",
+                    "seed": c.values["grid_paper.seed"],
+                    "reps": c.values["study_paper.reps_run"],
+                    "time": (
+                        f"{c.values['study_paper.wall_minutes']} min wall ({c.values['study_paper.wall_from']}); "
+                        f"{c.values['study_paper.fit_minutes']} min of fits summed (`timing.json`)"
+                    )
+                    if c.flags.get("paper_timed")
+                    else "not recorded (no `timing.json`)",
+                }
+            )
         if c.flags.get("exog_run"):
             self.grid_runs.append(
                 {

@@ -57,7 +57,9 @@ def test_every_number_the_manuscript_asks_for_is_filled(quick):
     if not doc["flags"].get("paper_run"):  # the paper grid's paragraphs are switched off without its summary
         optional += ("study_paper.",)
     if not doc["flags"].get("paper_timed"):  # the run-time sentence needs the grid's timing.json
-        optional += tuple(f"study_paper.{k}" for k in ("wall_", "workers", "fits", "cpu_", "bayes_pct"))
+        optional += tuple(f"study_paper.{k}" for k in ("wall_", "fits", "fit_minutes", "bayes_pct"))
+    if not doc["flags"].get("paper_workers"):  # known from the grid's run log (runs.json) only
+        optional += ("study_paper.workers",)
     if not doc["flags"].get("exog_run"):  # the exogeneity results switch their paragraph off when absent
         optional += tuple(f"exog.{d}." for d in ("feedback", "selection", "heterogeneity", "mediator", "cohort")) + (
             "exog.n_met", "exog.neg_", "exog.cpu_", "exog.fits")  # fmt: skip

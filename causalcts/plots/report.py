@@ -42,7 +42,8 @@ def run_timing(out_dir: str | Path, results: pd.DataFrame | None = None) -> dict
     """How long a recovery study took, from its folder: what ``timing.json`` holds.
 
     ``fit_seconds`` sums the ``seconds`` the cells recorded for each fit (one per design, replication and
-    method): CPU-bound work, so it is close to the CPU time of the fits. ``runs`` copies ``runs.json``, which
+    method): each fit's own wall time in its worker, summed over the workers (not the CPU time: a sampler's
+    chains may run in threads). ``runs`` copies ``runs.json``, which
     :func:`causalcts.evaluation.montecarlo.run_grid` appends to at the end of each invocation (wall time,
     cells, engine, workers); ``wall_seconds`` is their sum, ``None`` where the folder has no such log (cells
     from causalcts 0.2.0 before the log existed). ``cell_write_span_seconds`` is the time from the first

@@ -447,6 +447,7 @@ def study(c: Collected, folder: Path | None, name: str, methods: list[str], crit
     if timing_path.exists():
         vals.update(_timing_values(_load(timing_path)))
         inputs.append(timing_path)
+    c.flags[f"{name}_workers"] = "workers" in vals  # known from the run log only
     c.flags[f"{name}_timed"] = timing_path.exists()
     planned = _load(folder / "grid.json").get("replications")
     c.flags[f"{name}_complete"] = planned is not None and int(done.min()) >= int(planned)
@@ -506,15 +507,17 @@ def _timing_values(t: dict) -> dict[str, str]:
         wall, source = t.get("cell_write_span_seconds"), "the span of the cells' write times"
     by = t.get("fit_seconds_by_method", {})
     workers = sorted({r["workers"] for r in t.get("runs", [])})
-    return {
+    vals = {
         "wall_minutes": fint(wall / 60) if wall is not None else "n/a",
         "wall_from": source,
-        "cpu_minutes": fint(t["fit_seconds"] / 60),
+        "fit_minutes": fint(t["fit_seconds"] / 60),
         "bayes_pct": fint(100 * by.get("bayes", 0.0) / t["fit_seconds"]) if t["fit_seconds"] else "n/a",
-        "workers": ", ".join(str(w) for w in workers) if workers else "n/a",
         "fits": fint(t["fits"]),
         "cells": fint(t["cells"]),
     }
+    if workers:
+        vals["workers"] = ", ".join(str(w) for w in workers)
+    return vals
 
 
 VERDICT_COLUMNS = ["design", "term", "consistent with the criteria", "clearly fail (b: bias, c: coverage)"]
