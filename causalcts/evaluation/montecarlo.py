@@ -446,6 +446,9 @@ def run_grid(
 ) -> pd.DataFrame:
     """Run every cell not already in ``out_dir`` and return the combined results table.
 
+    Each invocation that has cells to run is appended to ``out_dir/runs.json`` (start, wall seconds, cells planned
+    and done, engine, workers), also when it is interrupted, so a resumed grid's wall time is the sum of its runs.
+
     Parameters
     ----------
     engine
