@@ -63,6 +63,7 @@ PRODUCERS = {
     "sbc_dynamic.png": "python benchmarks/sbc.py",
     "summary.parquet": "causalcts bench recovery --grid {grid}; causalcts bench report",
     "grid.json": "causalcts bench recovery --grid {grid}",
+    "timing.json": "causalcts bench recovery --grid {grid}; causalcts bench report (cells' timings)",
     "results.json": "causalcts analyze {spec}",
 }
 
