@@ -365,52 +365,59 @@ class Build:
             ):
                 es = pn.exog_summary(exog / "summary.parquet", exog_toml, exog_crit)
                 self.figures.update(pf.exogeneity(es, exog_crit, self.figs))
-        # the recovery grids behind the paper: command, seed, replications, CPU time of the fits
-        self.grid_runs = [
-            {
-                "results": inp["headline"] / "summary.parquet",
-                "grid": GRIDS / "headline.toml",
-                "command": "causalcts bench recovery --grid headline --out benchmarks/results/headline; "
-                "causalcts bench report benchmarks/results/headline",
-                "seed": c.values["headline.seed"],
-                "reps": c.values["headline.reps"],
-                "time": f"{c.values['headline.cpu_minutes']} CPU-min (per-fit seconds of the summary x replications)",
+
+        # the recovery grids behind the paper: command, seed, replications, time of the fits (each fit's own
+        # timing in its worker, summed: not CPU time, a sampler's chains run in threads)
+        def grid_run(name: str, folder: Path, seed: str, reps: str, time: str, workers: str = "") -> dict[str, Any]:
+            out = f"benchmarks/results/{name}"
+            return {
+                "results": folder / "summary.parquet",
+                "grid": GRIDS / f"{name}.toml",
+                "command": f"causalcts bench recovery --grid {name}{workers} --out {out}; causalcts bench report {out}",
+                "seed": seed,
+                "reps": reps,
+                "time": time,
             }
+
+        v = c.values
+        self.grid_runs = [
+            grid_run(
+                "headline",
+                inp["headline"],
+                v["headline.seed"],
+                v["headline.reps"],
+                f"{v['headline.cpu_minutes']} min of fits summed (per-fit seconds of the summary x replications)",
+            )
         ]
         if c.flags.get("paper_run") and inp["paper_grid"]:
+            timed = (
+                f"{v['study_paper.wall_minutes']} min wall ({v['study_paper.wall_from']}); "
+                f"{v['study_paper.fit_minutes']} min of fits summed (`timing.json`)"
+            )
             self.grid_runs.append(
-                {
-                    "results": inp["paper_grid"] / "summary.parquet",
-                    "grid": GRIDS / "paper.toml",
-                    "command": "causalcts bench recovery --grid paper --workers 2 --out benchmarks/results/paper; "
-                    "causalcts bench report benchmarks/results/paper",
-                    "seed": c.values["grid_paper.seed"],
-                    "reps": c.values["study_paper.reps_run"],
-                    "time": (
-                        f"{c.values['study_paper.wall_minutes']} min wall ({c.values['study_paper.wall_from']}); "
-                        f"{c.values['study_paper.fit_minutes']} min of fits summed (`timing.json`)"
-                    )
-                    if c.flags.get("paper_timed")
-                    else "not recorded (no `timing.json`)",
-                }
+                grid_run(
+                    "paper",
+                    inp["paper_grid"],
+                    v["grid_paper.seed"],
+                    v["study_paper.reps_run"],
+                    timed if c.flags.get("paper_timed") else "not recorded (no `timing.json`)",
+                    workers=" --workers 2",
+                )
             )
         if c.flags.get("exog_run"):
+            how = (
+                "cells' `seconds` summed, one per fit"
+                if v["exog.seconds_from"] == "cells"
+                else "summary's mean seconds per fit x fits; the cells are not committed"
+            )
             self.grid_runs.append(
-                {
-                    "results": exog / "summary.parquet",
-                    "grid": exog_toml,
-                    "command": "causalcts bench recovery --grid exogeneity --out benchmarks/results/exogeneity; "
-                    "causalcts bench report benchmarks/results/exogeneity",
-                    "seed": c.values["exog.seed"],
-                    "reps": c.values["exog.reps"],
-                    "time": f"{c.values['exog.cpu_minutes']} CPU-min ({c.values['exog.cpu_hours']} h; the "
-                    + (
-                        "cells' `seconds` summed, one per fit"
-                        if c.values["exog.seconds_from"] == "cells"
-                        else "summary's mean seconds per fit x fits; the cells are not committed"
-                    )
-                    + ")",
-                }
+                grid_run(
+                    "exogeneity",
+                    exog,
+                    v["exog.seed"],
+                    v["exog.reps"],
+                    f"{v['exog.cpu_minutes']} min of fits summed ({v['exog.cpu_hours']} h; the {how})",
+                )
             )
         sbc_seed = c.values.get("sbc.mixed.seed", "-")
         with self.step(
